@@ -1,0 +1,154 @@
+"""The continual-learning streams as Avalanche benchmarks, in the three scenarios.
+
+Scenarios follow van de Ven & Tolias, "Three scenarios for continual learning":
+
+- ``task``: task labels given; labels restart at 0 in every experience (multi-head solver);
+- ``domain``: no task labels; labels restart at 0 in every experience (one shared head);
+- ``class``: no task labels; global labels (one head over all classes seen).
+
+Streams are built from in-memory float tensors in [0, 1], channels first, through Avalanche's
+own ``nc_benchmark``, so experiences carry the usual attributes (``classes_in_this_experience``,
+``task_label``...) and any unmodified Avalanche strategy runs on them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from avalanche.benchmarks import NCScenario, nc_benchmark
+from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+
+from cl_binvae.data import ArrayDataset, DataError, load_dataset
+
+SCENARIOS = ("class", "task", "domain")
+STREAMS = ("split_mnist", "permuted_mnist", "split_cifar10")
+_SOURCES = {"split_mnist": "mnist", "permuted_mnist": "mnist", "split_cifar10": "cifar10"}
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Which stream to build; ``name`` is a built-in stream or a path to a user ``.npz``.
+
+    ``n_experiences`` defaults to 5 for split streams and 10 for permuted-MNIST.
+    ``class_order_seed``: None keeps the classes in label order (the reference protocol);
+    an integer draws a seeded random order. ``seed`` seeds the permutations.
+    """
+
+    name: str = "split_mnist"
+    scenario: str = "class"
+    n_experiences: int | None = None
+    seed: int = 0
+    class_order_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
+        if self.name not in STREAMS and not self.name.endswith(".npz"):
+            raise ValueError(f"unknown stream {self.name!r}; choose one of {STREAMS} or give "
+                             "the path to a .npz file")
+        if self.n_experiences is not None and self.n_experiences < 1:
+            raise ValueError(f"n_experiences must be >= 1, got {self.n_experiences}")
+
+    @property
+    def is_permuted(self) -> bool:
+        return self.name == "permuted_mnist"
+
+
+@dataclass
+class Stream:
+    """A built benchmark and what a solver or generator needs to know about it."""
+
+    benchmark: NCScenario
+    config: StreamConfig
+    input_shape: tuple[int, int, int]
+    n_outputs: int  # output units of a single-head solver (per head for task-IL)
+    classes_per_experience: list[list[int]]  # original dataset labels, per experience
+    permutations: list[np.ndarray] = field(default_factory=list)  # permuted-MNIST only
+
+    @property
+    def n_experiences(self) -> int:
+        return len(self.classes_per_experience)
+
+
+def images_to_tensor(x: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W) or (N, H, W, C) -> float32 tensor (N, C, H, W) in [0, 1]."""
+    t = torch.from_numpy(x)
+    t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    return t.float().div_(255.0).contiguous()
+
+
+def pixel_permutations(n: int, n_pixels: int, seed: int) -> list[np.ndarray]:
+    """``n`` seeded random permutations of ``n_pixels`` pixel positions."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n_pixels) for _ in range(n)]
+
+
+def build_stream(config: StreamConfig, data_root: str | os.PathLike | None = None) -> Stream:
+    """Load the data behind ``config`` and build its Avalanche benchmark."""
+    data = load_dataset(_SOURCES.get(config.name, config.name), data_root)
+    if config.is_permuted:
+        return _permuted_stream(data, config)
+    return _split_stream(data, config)
+
+
+def _tensor_dataset(x: torch.Tensor, y: np.ndarray):
+    return _make_taskaware_tensor_classification_dataset(x, torch.from_numpy(y))
+
+
+def _split_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
+    n_exp = config.n_experiences or 5
+    classes = np.unique(data.y_train)
+    if len(classes) % n_exp:
+        raise DataError(f"{len(classes)} classes cannot be split evenly into {n_exp} experiences;"
+                        f" choose an n_experiences that divides {len(classes)}")
+    missing = np.setdiff1d(np.unique(data.y_test), classes)
+    if missing.size:
+        raise DataError(f"test labels {missing.tolist()} never occur in the training set")
+    order = classes.tolist()
+    if config.class_order_seed is not None:
+        order = np.random.default_rng(config.class_order_seed).permutation(classes).tolist()
+    relabel = config.scenario != "class"
+    benchmark = nc_benchmark(
+        _tensor_dataset(images_to_tensor(data.x_train), data.y_train),
+        _tensor_dataset(images_to_tensor(data.x_test), data.y_test),
+        n_exp,
+        task_labels=config.scenario == "task",
+        shuffle=False,
+        fixed_class_order=order,
+        class_ids_from_zero_in_each_exp=relabel,
+    )
+    per_exp = len(classes) // n_exp
+    # class-IL keeps the original labels so results read naturally (digit 3 is class 3).
+    n_outputs = per_exp if relabel else int(classes.max()) + 1
+    groups = [order[i * per_exp:(i + 1) * per_exp] for i in range(n_exp)]
+    return Stream(benchmark, config, data.image_shape, n_outputs, groups)
+
+
+def _permuted_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
+    n_exp = config.n_experiences or 10
+    shape = data.image_shape
+    perms = pixel_permutations(n_exp, shape[1] * shape[2], config.seed)
+    x_train, x_test = images_to_tensor(data.x_train), images_to_tensor(data.x_test)
+
+    def permute(x: torch.Tensor, perm: np.ndarray) -> torch.Tensor:
+        flat = x.flatten(2)[:, :, torch.from_numpy(perm)]
+        return flat.view(x.shape).contiguous()
+
+    # nc_benchmark offsets each dataset's labels by the classes before it: global labels
+    # 0..10*n_exp-1 for class-IL, restarted at 0 per experience for task- and domain-IL.
+    relabel = config.scenario != "class"
+    benchmark = nc_benchmark(
+        [_tensor_dataset(permute(x_train, p), data.y_train) for p in perms],
+        [_tensor_dataset(permute(x_test, p), data.y_test) for p in perms],
+        n_exp,
+        task_labels=config.scenario == "task",
+        shuffle=False,
+        one_dataset_per_exp=True,
+        class_ids_from_zero_in_each_exp=relabel,
+    )
+    n_cls = data.n_classes
+    groups = [list(range(n_cls)) for _ in range(n_exp)]
+    return Stream(benchmark, config, shape, n_cls if relabel else n_cls * n_exp, groups, perms)
