@@ -1,0 +1,225 @@
+"""The binarized VAE family: one interface (encode, decode, sample, loss) for every variant.
+
+Variants differ only in how the KL term enters the loss (``VAEConfig.variant``):
+
+- ``vae``: reconstruction + KL_r (beta = 1);
+- ``beta``: reconstruction + beta * KL_r (Higgins et al. 2017);
+- ``capacity``: reconstruction + beta * |KL_r - C|, C annealed linearly from 0 to ``capacity_max``
+  over ``capacity_steps`` training losses, per sample (Burgess et al. 2018).
+
+Architectures (``MLPVAE``, ``ConvVAE``) only define the encoder and decoder; the rest is shared.
+Every variant takes the binarization radius ``r`` (r = 0 is the ordinary model).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cl_binvae.regularizer import binarized_kl, check_radius, sample_binarized_prior
+
+VARIANTS = ("vae", "beta", "capacity")
+LIKELIHOODS = ("bernoulli", "gaussian")
+ARCHITECTURES = ("mlp", "conv")
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything that defines a generator except the input shape, which comes from the data."""
+
+    r: float = 0.0
+    variant: str = "vae"
+    beta: float = 1.0
+    capacity_max: float = 25.0
+    capacity_steps: int = 10_000
+    likelihood: str = "bernoulli"
+    arch: str = "mlp"
+    z_dim: int = 100
+    hidden: tuple[int, ...] = (400, 400)
+    channels: tuple[int, ...] = (32, 64, 128)
+
+    def __post_init__(self) -> None:
+        check_radius(self.r)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown VAE variant {self.variant!r}; choose one of {VARIANTS}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {ARCHITECTURES}")
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise ValueError(f"beta must be finite and > 0, got beta={self.beta}")
+        if self.variant == "vae" and self.beta != 1.0:
+            raise ValueError(f"variant 'vae' has beta = 1 (got beta={self.beta}); use 'beta'")
+        if not (math.isfinite(self.capacity_max) and self.capacity_max >= 0):
+            raise ValueError(f"capacity_max must be finite and >= 0, got {self.capacity_max}")
+        if self.capacity_steps <= 0:
+            raise ValueError(f"capacity_steps must be > 0, got {self.capacity_steps}")
+        if self.z_dim <= 0 or any(h <= 0 for h in self.hidden + self.channels):
+            raise ValueError("z_dim, hidden and channels must be positive")
+
+
+class BaseVAE(nn.Module, abc.ABC):
+    """Shared VAE machinery; subclasses build ``encoder`` (x -> features) and ``decode``."""
+
+    def __init__(self, input_shape: tuple[int, ...], config: VAEConfig) -> None:
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.config = config
+        # Counts training-mode losses: drives the capacity schedule and is checkpointed with it.
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+
+    # -- the interface -------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the posterior's mean and log-variance, each of shape (N, z_dim)."""
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    @abc.abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Return decoder outputs of shape (N, *input_shape): logits (Bernoulli) or means."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, sample with the reparameterization trick, decode: (outputs, mu, logvar)."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        return self.decode(z), mu, logvar
+
+    def to_data(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Map decoder outputs to the data space (probabilities for Bernoulli, means otherwise)."""
+        return torch.sigmoid(outputs) if self.config.likelihood == "bernoulli" else outputs
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` images from the binarized prior, in the data space."""
+        device = self.fc_mu.weight.device
+        z = sample_binarized_prior(n, self.config.z_dim, self.config.r, device=device,
+                                   generator=generator)
+        return self.to_data(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior mean of ``x``, in the data space."""
+        return self.to_data(self.decode(self.encode(x)[0]))
+
+    def reconstruction_nll(self, x: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) per sample, in nats (unit-variance Gaussian includes its constant)."""
+        if self.config.likelihood == "bernoulli":
+            nll = F.binary_cross_entropy_with_logits(outputs, x, reduction="none")
+        else:
+            nll = 0.5 * (outputs - x).pow(2) + 0.5 * math.log(2 * math.pi)
+        return nll.flatten(1).sum(1)
+
+    def capacity(self) -> float:
+        """The current capacity target C in nats (0 for the other variants)."""
+        if self.config.variant != "capacity":
+            return 0.0
+        frac = min(1.0, int(self.train_steps) / self.config.capacity_steps)
+        return frac * self.config.capacity_max
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The variant's training loss on a batch: {'loss', 'recon', 'kl'}, means over samples.
+
+        In training mode this advances the capacity schedule by one step. Raises ``ValueError``
+        for inputs the likelihood cannot score and ``FloatingPointError`` for a non-finite loss.
+        """
+        self._check_inputs(x)
+        outputs, mu, logvar = self(x)
+        recon = self.reconstruction_nll(x, outputs)
+        kl = binarized_kl(mu, logvar, self.config.r).sum(1)
+        if self.config.variant == "capacity":
+            reg = self.config.beta * (kl - self.capacity()).abs()
+        else:
+            reg = self.config.beta * kl
+        total = (recon + reg).mean()
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"VAE loss is {total.item()} (recon {recon.mean().item()}, "
+                f"KL {kl.mean().item()}); lower the learning rate or check the inputs")
+        if self.training:
+            self.train_steps += 1
+        return {"loss": total, "recon": recon.mean().detach(), "kl": kl.mean().detach()}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _check_inputs(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"VAE expects inputs of shape (N, {self.input_shape}), got "
+                             f"{tuple(x.shape)}")
+        lo, hi = (v.item() for v in torch.aminmax(x.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"VAE input holds NaN or inf (min {lo}, max {hi})")
+        if self.config.likelihood == "bernoulli" and (lo < 0 or hi > 1):
+            raise ValueError(
+                f"Bernoulli (BCE) likelihood needs inputs in [0, 1], got values in [{lo:.4g}, "
+                f"{hi:.4g}]; undo the input normalization or use likelihood='gaussian'")
+
+
+class MLPVAE(BaseVAE):
+    """Fully connected VAE, symmetric: D -> hidden... -> z -> ...hidden -> D."""
+
+    def __init__(self, input_shape: tuple[int, ...], config: VAEConfig) -> None:
+        super().__init__(input_shape, config)
+        dim = math.prod(self.input_shape)
+        widths = (dim, *config.hidden)
+        enc: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(widths[:-1], widths[1:]):
+            enc += [nn.Linear(a, b), nn.ReLU()]
+        self.encoder = nn.Sequential(*enc)
+        self.fc_mu = nn.Linear(widths[-1], config.z_dim)
+        self.fc_logvar = nn.Linear(widths[-1], config.z_dim)
+        dec_widths = (config.z_dim, *reversed(config.hidden))
+        dec: list[nn.Module] = []
+        for a, b in zip(dec_widths[:-1], dec_widths[1:]):
+            dec += [nn.Linear(a, b), nn.ReLU()]
+        dec.append(nn.Linear(dec_widths[-1], dim))
+        self.decoder = nn.Sequential(*dec)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).view(-1, *self.input_shape)
+
+
+class ConvVAE(BaseVAE):
+    """Convolutional VAE for (C, H, W) images; each stride-2 layer halves H and W."""
+
+    def __init__(self, input_shape: tuple[int, ...], config: VAEConfig) -> None:
+        super().__init__(input_shape, config)
+        if len(self.input_shape) != 3:
+            raise ValueError(f"ConvVAE needs (C, H, W) inputs, got shape {self.input_shape}")
+        c, h, w = self.input_shape
+        scale = 2 ** len(config.channels)
+        if h % scale or w % scale:
+            raise ValueError(f"ConvVAE with {len(config.channels)} layers needs H and W divisible "
+                             f"by {scale}, got {h}x{w}")
+        self._bottleneck = (config.channels[-1], h // scale, w // scale)
+        chans = (c, *config.channels)
+        enc: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            enc += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+        enc.append(nn.Flatten())
+        self.encoder = nn.Sequential(*enc)
+        flat = math.prod(self._bottleneck)
+        self.fc_mu = nn.Linear(flat, config.z_dim)
+        self.fc_logvar = nn.Linear(flat, config.z_dim)
+        self.fc_dec = nn.Linear(config.z_dim, flat)
+        dec: list[nn.Module] = []
+        rev = tuple(reversed(chans))
+        for i, (a, b) in enumerate(zip(rev[:-1], rev[1:])):
+            dec.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
+            if i < len(rev) - 2:
+                dec += [nn.BatchNorm2d(b), nn.ReLU()]
+        self.decoder = nn.Sequential(*dec)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc_dec(z)).view(-1, *self._bottleneck)
+        return self.decoder(h)
+
+
+def build_vae(input_shape: tuple[int, ...], config: VAEConfig | None = None) -> BaseVAE:
+    """Build the generator that ``config.arch`` names for inputs of ``input_shape``."""
+    config = config or VAEConfig()
+    cls = MLPVAE if config.arch == "mlp" else ConvVAE
+    return cls(input_shape, config)
