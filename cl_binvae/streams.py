@@ -86,9 +86,14 @@ def pixel_permutations(n: int, n_pixels: int, seed: int) -> list[np.ndarray]:
     return [rng.permutation(n_pixels) for _ in range(n)]
 
 
+def source_dataset(stream: str) -> str:
+    """The dataset a stream is cut from: 'mnist', 'cifar10' or the user's .npz path."""
+    return _SOURCES.get(stream, stream)
+
+
 def build_stream(config: StreamConfig, data_root: str | os.PathLike | None = None) -> Stream:
     """Load the data behind ``config`` and build its Avalanche benchmark."""
-    data = load_dataset(_SOURCES.get(config.name, config.name), data_root)
+    data = load_dataset(source_dataset(config.name), data_root)
     if config.is_permuted:
         return _permuted_stream(data, config)
     return _split_stream(data, config)
