@@ -144,7 +144,9 @@ class BinVAEReplayPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         """Train the generator on this experience plus its own replay; freeze both copies."""
-        x, y, t = dataset_tensors(strategy.experience.dataset, strategy.device)[:3]
+        x, y, *rest = dataset_tensors(strategy.experience.dataset, strategy.device)
+        # Avalanche puts task labels last; datasets of (x, y) pairs have a single task, 0.
+        t = rest[-1] if rest else torch.zeros_like(y)
         for task in t.unique().tolist():
             self.classes_by_task.setdefault(int(task), set()).update(
                 y[t == task].unique().tolist())

@@ -50,10 +50,10 @@ class BinVAEGenerativeReplay(TensorStrategy):
 
     def __init__(
         self,
+        *,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
         generator: BaseVAE,
-        *,
         replay: ReplayConfig | None = None,
         criterion: nn.Module | None = None,
         train_mb_size: int = 128,

@@ -14,6 +14,7 @@ Every variant takes the binarization radius ``r`` (r = 0 is the ordinary model).
 from __future__ import annotations
 
 import abc
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -166,14 +167,14 @@ class MLPVAE(BaseVAE):
         dim = math.prod(self.input_shape)
         widths = (dim, *config.hidden)
         enc: list[nn.Module] = [nn.Flatten()]
-        for a, b in zip(widths[:-1], widths[1:]):
+        for a, b in itertools.pairwise(widths):
             enc += [nn.Linear(a, b), nn.ReLU()]
         self.encoder = nn.Sequential(*enc)
         self.fc_mu = nn.Linear(widths[-1], config.z_dim)
         self.fc_logvar = nn.Linear(widths[-1], config.z_dim)
         dec_widths = (config.z_dim, *reversed(config.hidden))
         dec: list[nn.Module] = []
-        for a, b in zip(dec_widths[:-1], dec_widths[1:]):
+        for a, b in itertools.pairwise(dec_widths):
             dec += [nn.Linear(a, b), nn.ReLU()]
         dec.append(nn.Linear(dec_widths[-1], dim))
         self.decoder = nn.Sequential(*dec)
@@ -197,7 +198,7 @@ class ConvVAE(BaseVAE):
         self._bottleneck = (config.channels[-1], h // scale, w // scale)
         chans = (c, *config.channels)
         enc: list[nn.Module] = []
-        for a, b in zip(chans[:-1], chans[1:]):
+        for a, b in itertools.pairwise(chans):
             enc += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
         enc.append(nn.Flatten())
         self.encoder = nn.Sequential(*enc)
@@ -207,7 +208,7 @@ class ConvVAE(BaseVAE):
         self.fc_dec = nn.Linear(config.z_dim, flat)
         dec: list[nn.Module] = []
         rev = tuple(reversed(chans))
-        for i, (a, b) in enumerate(zip(rev[:-1], rev[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(rev)):
             dec.append(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1))
             if i < len(rev) - 2:
                 dec += [nn.BatchNorm2d(b), nn.ReLU()]
