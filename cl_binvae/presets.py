@@ -1,0 +1,144 @@
+"""What one benchmark run is: its configuration, and the protocol a preset gives each stream.
+
+``paper`` follows van de Ven et al. ("Three scenarios for continual learning") per stream;
+``quick`` keeps the architectures but cuts iterations so a whole stream takes minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+
+from cl_binvae.regularizer import check_radius
+from cl_binvae.solvers import SolverConfig
+from cl_binvae.streams import SCENARIOS, STREAMS
+from cl_binvae.vae import VAEConfig
+
+STRATEGIES = ("naive", "joint", "er", "avalanche_gr", "dgr", "binvae_gr")
+GENERATIVE = ("dgr", "binvae_gr")  # strategies that use our replay plugin
+PRESETS = ("paper", "quick")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The numbers behind a run: models, iterations, batch sizes, learning rates."""
+
+    solver: SolverConfig
+    generator: VAEConfig  # r is set per run
+    iterations: int  # solver minibatches per experience
+    generator_iterations: int  # generator minibatches per experience
+    batch_size: int = 128
+    replay_size: int = 128
+    lr: float = 1e-3
+    generator_lr: float = 1e-3
+    eval_batch_size: int = 1000
+    er_samples_per_class: int = 100
+    temperature: float = 2.0  # distillation temperature (van de Ven et al.)
+
+
+_MLP_400 = SolverConfig("mlp", (400, 400))
+_PAPER = {
+    # van de Ven et al.: 2x400 MLP, 2000 iterations, batch 128 + 128, Adam 1e-3, VAE z=100.
+    "split_mnist": Protocol(_MLP_400, VAEConfig(hidden=(400, 400), z_dim=100), 2000, 2000),
+    # Their permuted-MNIST: 2x1000 MLP, 5000 iterations, Adam 1e-4 for solver and generator.
+    "permuted_mnist": Protocol(SolverConfig("mlp", (1000, 1000)),
+                               VAEConfig(hidden=(1000, 1000), z_dim=100), 5000, 5000,
+                               lr=1e-4, generator_lr=1e-4),
+    # No pre-trained features (the hard, open case): a 3-layer conv solver and the conv VAE,
+    # small enough to train from scratch, with the split-MNIST iteration and batch budget.
+    "split_cifar10": Protocol(SolverConfig("conv", (256,), (32, 64, 128)),
+                              VAEConfig(arch="conv", channels=(32, 64, 128), z_dim=100,
+                                        likelihood="bernoulli"), 2000, 2000),
+}
+_QUICK_ITERATIONS = 300
+
+
+def protocol_for(preset: str, stream: str, iterations: int | None = None) -> Protocol:
+    """The protocol of ``preset`` for ``stream`` (a user's .npz gets split-MNIST's MLPs).
+
+    ``iterations`` overrides both the solver's and the generator's iterations per experience.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    protocol = _PAPER.get(stream, _PAPER["split_mnist"])
+    if preset == "quick":
+        protocol = dataclasses.replace(protocol, iterations=_QUICK_ITERATIONS,
+                                       generator_iterations=_QUICK_ITERATIONS)
+    if iterations is not None:
+        protocol = dataclasses.replace(protocol, iterations=iterations,
+                                       generator_iterations=iterations)
+    return protocol
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: a strategy on a stream and scenario with one seed (and r, for binvae_gr)."""
+
+    stream: str = "split_mnist"
+    scenario: str = "class"
+    strategy: str = "binvae_gr"
+    r: float = 0.0
+    seed: int = 0
+    preset: str = "paper"
+    distill: bool = False
+    iterations: int | None = None
+    n_experiences: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.stream not in STREAMS and not self.stream.endswith(".npz"):
+            raise ValueError(f"unknown stream {self.stream!r}; choose one of {STREAMS} or a "
+                             ".npz file")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
+        check_radius(self.r)
+        if self.r and self.strategy != "binvae_gr":
+            raise ValueError(f"r applies to binvae_gr only, not {self.strategy}")
+        if self.distill and self.strategy not in GENERATIVE:
+            raise ValueError(f"--distill applies to dgr and binvae_gr, not {self.strategy}")
+        if self.strategy == "avalanche_gr" and self.scenario == "task":
+            raise ValueError("avalanche_gr ignores task labels (Avalanche's GenerativeReplay "
+                             "is not task-aware); use --scenario class or domain")
+        if self.iterations is not None and self.iterations <= 0:
+            raise ValueError(f"iterations must be > 0, got {self.iterations}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
+
+    @property
+    def protocol(self) -> Protocol:
+        """The preset's protocol for this stream, with this run's r in the generator."""
+        protocol = protocol_for(self.preset, self.stream, self.iterations)
+        return dataclasses.replace(protocol,
+                                   generator=dataclasses.replace(protocol.generator, r=self.r))
+
+    @property
+    def method(self) -> str:
+        """Strategy, with r for binvae_gr and +distill where set (as the tables name it)."""
+        name = f"{self.strategy} r={self.r:g}" if self.strategy == "binvae_gr" else self.strategy
+        return name + ("+distill" if self.distill else "")
+
+    def describe(self) -> dict:
+        """The run and its full protocol, as JSON-ready dicts."""
+        return {"run": dataclasses.asdict(self),
+                "protocol": dataclasses.asdict(self.protocol)}
+
+    @property
+    def run_id(self) -> str:
+        """A hash of the run and its protocol: changing any number gives a new run."""
+        blob = json.dumps(self.describe(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def dir_name(self) -> str:
+        stream = self.stream if self.stream in STREAMS else _stem(self.stream)
+        method = self.method.replace(" r=", "-r").replace("+", "-")
+        return f"{stream}-{self.scenario}-{method}-s{self.seed}-{self.run_id}"
+
+
+def _stem(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.removesuffix(".npz")
+
