@@ -1,0 +1,38 @@
+"""Execute a notebook (default: results.ipynb next to this script) in place, saving its outputs.
+
+Usage: ``python notebooks/execute.py [NOTEBOOK]``. Cells run with the notebook's own folder as
+the working directory, so its relative paths (``../results``) resolve as in Jupyter.
+Needs ``nbformat``, ``nbclient`` and ``ipykernel``; exits 2 with a one-line message without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebook", type=Path, nargs="?",
+                        default=Path(__file__).with_name("results.ipynb"))
+    args = parser.parse_args(argv)
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as err:
+        print(f"execute: error: {err.name} is missing; pip install nbformat nbclient ipykernel",
+              file=sys.stderr)
+        return 2
+    notebook = nbformat.read(args.notebook, as_version=4)
+    client = NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(args.notebook.parent)}})
+    client.execute()
+    nbformat.write(notebook, args.notebook)
+    print(f"executed {args.notebook}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""benchmarks/tabulate.py on small synthetic run folders: numbers, order, bad runs, outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imsave
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "tabulate.py"
+T = 3  # experiences per synthetic run
+
+_spec = importlib.util.spec_from_file_location("tabulate", SCRIPT)
+tabulate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tabulate)
+
+
+def write_run(
+    root: Path, name: str, strategy: str, seed: int, final: float,
+    forgetting: float | None = None, bwt: float | None = None, r: float = 0.0,
+    distill: bool = False, scenario: str = "class", matrix: np.ndarray | None = None,
+    samples: bool = False,
+) -> Path:
+    """Write a finished run folder with the given numbers, as benchmarks/run.py would."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    joint = strategy == "joint"
+    config = {
+        "run_id": name,
+        "run": {"stream": "split_mnist", "scenario": scenario, "strategy": strategy, "r": r,
+                "distill": distill, "seed": seed, "preset": "quick", "n_experiences": T},
+        "protocol": {"epochs": 1}, "git_commit": "abc", "versions": {}, "device": "cpu",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    if matrix is None:
+        matrix = np.full((1 if joint else T, T), 0.5)
+    after = ["joint"] if joint else list(range(len(matrix)))
+    frame = pd.DataFrame(matrix, columns=[f"exp_{i}" for i in range(matrix.shape[1])])
+    frame.insert(0, "after", after)
+    frame.to_csv(folder / "accuracy_matrix.csv", index=False)
+    if samples:
+        for i in range(T):
+            imsave(folder / f"samples_exp{i}.png", np.full((8, 8), i / T), cmap="gray")
+    metrics = {
+        "final_avg_accuracy": final, "avg_forgetting": forgetting, "bwt": bwt, "fwt": None,
+        "wall_clock_s": 1.0, "n_experiences": T,
+        "avg_accuracy_per_step": [None] * T if joint else [0.9, 0.7, final],
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))  # NaN is written as `NaN`
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    write_run(root, "naive0", "naive", 0, 0.30, 0.6, -0.6)
+    write_run(root, "naive1", "naive", 1, 0.34, 0.5, -0.5)
+    write_run(root, "er0", "er", 0, 0.70, 0.2, -0.2)
+    write_run(root, "dgr0", "dgr", 0, 0.60, 0.3, -0.3, samples=True)
+    write_run(root, "bin_a0", "binvae_gr", 0, 0.80, 0.10, -0.10, r=0.5, samples=True)
+    write_run(root, "bin_a1", "binvae_gr", 1, 0.82, 0.12, -0.12, r=0.5)
+    write_run(root, "bin_a2", "binvae_gr", 2, 0.87, 0.08, -0.08, r=0.5)
+    write_run(root, "bin_b0", "binvae_gr", 0, 0.75, 0.20, -0.20, r=0.25, samples=True)
+    write_run(root, "bin_d0", "binvae_gr", 0, 0.90, 0.05, -0.05, r=0.5, distill=True)
+    write_run(root, "joint0", "joint", 0, 0.95)
+    write_run(root, "joint1", "joint", 1, 0.97)
+    write_run(root, "task_er0", "er", 0, 0.99, 0.01, -0.01, scenario="task")
+    # Bad folders, each to be reported and left out of n.
+    (write_run(root, "bad_unfinished", "naive", 2, 0.0) / "metrics.json").unlink()
+    (write_run(root, "bad_json", "naive", 3, 0.0) / "config.json").write_text('{"run": ')
+    write_run(root, "bad_nan", "er", 1, float("nan"), 0.2, -0.2)
+    write_run(root, "bad_shape", "er", 2, 0.5, 0.2, -0.2, matrix=np.full((2, T), 0.5))
+    return root
+
+
+def run_main(*argv: str) -> tuple[int, str]:
+    """Run tabulate's main in-process; returns (exit status, stderr)."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        status = tabulate.main(list(argv))
+    return status, stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tabulated(runs_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("results")
+    status, stderr = run_main("--runs", str(runs_root), "--out", str(out), "--figures")
+    assert status == 0, stderr
+    return out, stderr
+
+
+def test_means_sds_and_n_per_method(tabulated: tuple[Path, str]) -> None:
+    table = pd.read_csv(tabulated[0] / "table_split_mnist_class_quick.csv").set_index("method")
+    expected = {  # method: (mean, sd, n) of final_avg_accuracy, worked out by hand
+        "naive": (0.32, 0.02 * 2**0.5, 2),  # (0.30, 0.34): deviations +-0.02, ddof=1
+        "er": (0.70, None, 1),
+        "dgr": (0.60, None, 1),
+        "binvae_gr r=0.25": (0.75, None, 1),
+        "binvae_gr r=0.5": (0.83, (0.0026 / 2) ** 0.5, 3),  # (0.80, 0.82, 0.87)
+        "binvae_gr r=0.5+distill": (0.90, None, 1),
+        "joint": (0.96, 0.02 / 2**0.5, 2),  # (0.95, 0.97)
+    }
+    assert list(table.index) == list(expected)  # table order, binvae_gr by r
+    for method, (mean, sd, n) in expected.items():
+        row = table.loc[method]
+        assert row["final_avg_accuracy_mean"] == pytest.approx(mean, abs=1e-6)
+        assert row["final_avg_accuracy_n"] == n
+        if sd is None:
+            assert np.isnan(row["final_avg_accuracy_sd"])
+        else:
+            assert row["final_avg_accuracy_sd"] == pytest.approx(sd, abs=1e-6)
+    assert table.loc["naive", "avg_forgetting_mean"] == pytest.approx(0.55, abs=1e-6)
+    assert table.loc["naive", "bwt_mean"] == pytest.approx(-0.55, abs=1e-6)
+    assert table.loc["joint", "avg_forgetting_n"] == 0  # joint reports no forgetting
+
+
+def test_markdown_latex_and_index(tabulated: tuple[Path, str]) -> None:
+    out = tabulated[0]
+    markdown = (out / "table_split_mnist_class_quick.md").read_text()
+    assert "| naive | 32.00 ± 2.83 (2) | 55.00 ± 7.07 (2) | -55.00 ± 7.07 (2) |" in markdown
+    assert "| er | 70.00 (1) | 20.00 (1) | -20.00 (1) |" in markdown
+    assert "| joint | 96.00 ± 1.41 (2) | – | – |" in markdown
+    latex = (out / "table_split_mnist_class_quick.tex").read_text()
+    assert r"binvae\_gr r=0.5+distill & 90.00 (1)" in latex
+    assert r"naive & 32.00 $\pm$ 2.83 (2)" in latex
+    assert (out / "table_split_mnist_task_quick.csv").exists()
+    index = pd.read_csv(out / "runs_index.csv")
+    assert sorted(index["run_id"]) == sorted(
+        ["naive0", "naive1", "er0", "dgr0", "bin_a0", "bin_a1", "bin_a2", "bin_b0", "bin_d0",
+         "joint0", "joint1", "task_er0"])
+
+
+def test_bad_runs_are_reported_and_left_out(tabulated: tuple[Path, str]) -> None:
+    lines = tabulated[1].splitlines()
+    for folder, reason in [("bad_unfinished", "unfinished"), ("bad_json", "not valid JSON"),
+                           ("bad_nan", "not a finite number"), ("bad_shape", "has shape")]:
+        assert [line for line in lines if f"{folder}:" in line and reason in line], folder
+    index = pd.read_csv(tabulated[0] / "runs_index.csv")
+    assert not index["run_id"].str.startswith("bad").any()
+
+
+def test_figures_are_written(tabulated: tuple[Path, str]) -> None:
+    figures = tabulated[0] / "figures"
+    for name in ("accuracy_matrix", "avg_accuracy", "r_sweep", "forgetting", "samples"):
+        assert (figures / f"split_mnist_class_quick_{name}.png").stat().st_size > 0
+    # The task group has a single er run: no r sweep and no samples, each said on stderr.
+    assert not (figures / "split_mnist_task_quick_r_sweep.png").exists()
+    assert "split_mnist_task_quick_samples.png: skipped" in tabulated[1]
+
+
+def test_running_twice_gives_identical_files(tabulated: tuple[Path, str], runs_root: Path) -> None:
+    out = tabulated[0]
+    first = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert run_main("--runs", str(runs_root), "--out", str(out))[0] == 0
+    second = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert first == second
+
+
+def test_no_figures_and_duplicate_runs(runs_root: Path, tmp_path: Path) -> None:
+    # The same root twice: every run is a duplicate of itself, reported and counted once.
+    status, stderr = run_main("--runs", str(runs_root), str(runs_root), "--out", str(tmp_path),
+                              "--no-figures")
+    assert status == 0
+    assert stderr.count("same method and seed as") == 12
+    assert len(pd.read_csv(tmp_path / "runs_index.csv")) == 12
+    assert not (tmp_path / "figures").exists()
+
+
+def test_root_without_finished_runs_exits_2(runs_root: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    write_run(empty, "unfinished", "naive", 0, 0.5)
+    (empty / "unfinished" / "metrics.json").unlink()
+    status, stderr = run_main("--runs", str(runs_root), str(empty), "--out", str(tmp_path / "b"))
+    assert status == 2
+    assert "holds no finished run" in stderr.splitlines()[-1]
+
+
+def test_missing_root_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--runs", str(tmp_path / "nope"), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert "does not exist" in result.stderr
