@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cl_binvae.atomic import atomic_path
 
 BUILTIN = ("mnist", "cifar10")
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -88,6 +91,24 @@ def load_dataset(name: str, root: str | os.PathLike | None = None) -> ArrayDatas
         f"unknown dataset {name!r}; choose one of {', '.join(BUILTIN)} "
         f"or give the path of a .npz file with the keys {', '.join(KEYS)}"
     )
+
+
+def export_torchvision_mnist(data: ArrayDataset, root: str | os.PathLike) -> Path:
+    """Write MNIST arrays as torchvision's raw IDX files under ``<root>/MNIST/raw``.
+
+    torchvision (and so Avalanche's classic ``SplitMNIST``) then reads ``root`` without a
+    download: the bridge for running Avalanche's own benchmarks offline. Returns ``root``.
+    """
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, x, y in (("train", data.x_train, data.y_train),
+                         ("t10k", data.x_test, data.y_test)):
+        for kind, array in (("images", x), ("labels", y)):
+            # IDX header: two zero bytes, type code 0x08 (unsigned byte), rank; then the sizes.
+            header = struct.pack(f">I{array.ndim}I", 0x08 << 8 | array.ndim, *array.shape)
+            with atomic_path(raw / f"{prefix}-{kind}-idx{array.ndim}-ubyte") as tmp:
+                tmp.write_bytes(header + array.astype(np.uint8).tobytes())
+    return Path(root)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -179,11 +200,5 @@ def _download(name: str, path: Path) -> None:
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to ``path`` so that readers see either no file or the complete one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)

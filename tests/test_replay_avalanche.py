@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import struct
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from avalanche.benchmarks.classic import SplitMNIST
@@ -13,6 +11,7 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training import EWC, Naive
 from avalanche.training.plugins import EvaluationPlugin
 
+from cl_binvae.data import export_torchvision_mnist
 from cl_binvae.replay import BinVAEReplayPlugin, ReplayConfig
 from cl_binvae.solvers import SolverConfig, build_solver
 from cl_binvae.vae import VAEConfig, build_vae
@@ -20,24 +19,10 @@ from cl_binvae.vae import VAEConfig, build_vae
 pytestmark = pytest.mark.slow
 
 
-def write_idx(path, array: np.ndarray) -> None:
-    """Write an array in the IDX format of the original MNIST files."""
-    magic = 0x08 << 8 | array.ndim  # type code 0x08 (unsigned byte), then the rank
-    with open(path, "wb") as f:
-        f.write(struct.pack(f">I{array.ndim}I", magic, *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def splitmnist(tmp_path_factory, mnist):
     """Avalanche's own SplitMNIST, read by torchvision from a raw layout made from the npz."""
-    root = tmp_path_factory.mktemp("torchvision")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, x, y in (("train", mnist.x_train, mnist.y_train),
-                         ("t10k", mnist.x_test, mnist.y_test)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+    root = export_torchvision_mnist(mnist, tmp_path_factory.mktemp("torchvision"))
     return SplitMNIST(n_experiences=5, fixed_class_order=list(range(10)), dataset_root=root)
 
 
@@ -51,8 +36,8 @@ def final_accuracy(splitmnist, strategy_cls, with_replay: bool, **kwargs) -> flo
     evaluator = EvaluationPlugin(accuracy_metrics(stream=True),
                                  forgetting_metrics(experience=True, stream=True), loggers=[])
     strategy = strategy_cls(model=model, optimizer=torch.optim.Adam(model.parameters(), 1e-3),
-                            criterion=torch.nn.CrossEntropyLoss(), train_mb_size=128, train_epochs=1, eval_mb_size=1000,
-                            plugins=plugins, evaluator=evaluator, **kwargs)
+                            criterion=torch.nn.CrossEntropyLoss(), train_mb_size=128,
+                            train_epochs=1, eval_mb_size=1000, plugins=plugins, evaluator=evaluator, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for exp in splitmnist.train_stream:
