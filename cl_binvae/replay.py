@@ -90,6 +90,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         self._inputs_checked = False
         self._n_current = 0
         self._replay_targets: torch.Tensor | None = None
+        self._class_table: torch.Tensor | None = None
 
     # -- the lifecycle -------------------------------------------------------------------------
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -114,7 +115,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         n = self.config.replay_size or self._n_current
         x_r, t_r = self._sample_replay(n, strategy.device)
         with torch.no_grad():
-            logits = self._solver_forward(self.frozen_solver, x_r, t_r)
+            logits = avalanche_forward(self.frozen_solver, x_r, t_r)
         # The frozen solver may only name classes seen before; the student is scored over all
         # its outputs, so replay also pushes down the new classes on old-looking inputs.
         masked = logits.masked_fill(~self._allowed_classes(t_r, logits.shape[1]), -math.inf)
@@ -150,6 +151,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         for task in t.unique().tolist():
             self.classes_by_task.setdefault(int(task), set()).update(
                 y[t == task].unique().tolist())
+        self._class_table = None
         self.experiences_seen += 1
         self.train_generator(self._to_generator_space(x))
         self.frozen_generator = _frozen_copy(self.generator)
@@ -198,6 +200,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.experiences_seen = int(state["experiences_seen"])
         self.classes_by_task = {int(t): set(c) for t, c in state["classes_by_task"].items()}
+        self._class_table = None
         self.frozen_generator = self.frozen_solver = None
         if state["frozen_generator"] is not None:
             self.frozen_generator = _frozen_copy(self.generator)
@@ -214,10 +217,13 @@ class BinVAEReplayPlugin(SupervisedPlugin):
 
     def _allowed_classes(self, t_r: torch.Tensor, n_outputs: int) -> torch.Tensor:
         """(n, n_outputs) mask of the classes each replayed sample's task has seen."""
-        table = torch.zeros(max(self.classes_by_task) + 1, n_outputs, dtype=torch.bool,
-                            device=t_r.device)
-        for task, classes in self.classes_by_task.items():
-            table[task, sorted(classes)] = True
+        table = self._class_table
+        if table is None or table.shape[1] != n_outputs or table.device != t_r.device:
+            table = torch.zeros(max(self.classes_by_task) + 1, n_outputs, dtype=torch.bool,
+                                device=t_r.device)
+            for task, classes in self.classes_by_task.items():
+                table[task, sorted(classes)] = True
+            self._class_table = table  # rebuilt when the classes seen change
         return table[t_r]
 
     def _replay_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -226,10 +232,6 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         temp = self.config.temperature
         log_p = F.log_softmax(logits / temp, dim=1)
         return -(self._replay_targets * log_p).sum(1).mean() * temp**2
-
-    @staticmethod
-    def _solver_forward(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return avalanche_forward(model, x, t)
 
     def _normalization(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.config.input_mean is None:
