@@ -187,9 +187,13 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
 
 def environment(device: str) -> dict[str, Any]:
     """Git commit, package versions and device, recorded with every run."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=True).stdout.strip()
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
+    try:  # "-dirty": the code that ran differs from the commit
+        commit = git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain",
+                                                             "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     if device.startswith("cuda"):
