@@ -139,7 +139,7 @@ def _encoded(vae: BaseVAE, x: torch.Tensor,
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
     # The model's own check: shape, NaN/inf and the likelihood's value range, with its messages.
-    vae._check_inputs(x)
+    vae.check_inputs(x)
     device = vae.fc_mu.weight.device
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device)

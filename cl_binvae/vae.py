@@ -128,7 +128,7 @@ class BaseVAE(nn.Module, abc.ABC):
         In training mode this advances the capacity schedule by one step. Raises ``ValueError``
         for inputs the likelihood cannot score and ``FloatingPointError`` for a non-finite loss.
         """
-        self._check_inputs(x)
+        self.check_inputs(x)
         outputs, mu, logvar = self(x)
         recon = self.reconstruction_nll(x, outputs)
         kl = binarized_kl(mu, logvar, self.config.r).sum(1)
@@ -145,11 +145,14 @@ class BaseVAE(nn.Module, abc.ABC):
             self.train_steps += 1
         return {"loss": total, "recon": recon.mean().detach(), "kl": kl.mean().detach()}
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _check_inputs(self, x: torch.Tensor) -> None:
+    def check_inputs(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` for a batch this model cannot score: wrong shape, empty, NaN or
+        inf, or (Bernoulli likelihood) values outside [0, 1]."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"VAE expects inputs of shape (N, {self.input_shape}), got "
                              f"{tuple(x.shape)}")
+        if len(x) == 0:
+            raise ValueError("VAE got an empty batch")
         lo, hi = (v.item() for v in torch.aminmax(x.detach()))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise ValueError(f"VAE input holds NaN or inf (min {lo}, max {hi})")

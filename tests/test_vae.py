@@ -151,6 +151,12 @@ def test_wrong_input_shape_raises(mnist_x):
         vae.loss(mnist_x[:8, :, :27])
 
 
+def test_empty_batch_raises(mnist_x):
+    vae = build_vae((1, 28, 28), VAEConfig(**TINY))
+    with pytest.raises(ValueError, match="empty batch"):
+        vae.loss(mnist_x[:0])
+
+
 def test_non_finite_loss_raises_floating_point_error(mnist_x):
     vae = build_vae((1, 28, 28), VAEConfig(**TINY))
     with torch.no_grad():
