@@ -150,7 +150,9 @@ def avalanche(stream, iterations: int, r: float, device: str,
     # Avalanche counts epochs: cut the experiences to exactly N minibatches each.
     warm, timed = copy.copy(first), copy.copy(second)
     warm.dataset = first.dataset.subset(range(128 * WARMUP_ITERATIONS))
-    timed.dataset = second.dataset.concat(second.dataset).subset(range(128 * iterations))
+    copies = math.ceil(128 * iterations / len(second.dataset))
+    timed.dataset = functools.reduce(lambda a, b: a.concat(b), [second.dataset] * copies) \
+        .subset(range(128 * iterations))
     strategy.train(warm)
     return _timed(lambda: strategy.train(timed), device)
 

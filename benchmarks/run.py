@@ -42,7 +42,7 @@ import torch
 
 from cl_binvae.data import load_dataset
 from cl_binvae.experiment import execute_run, is_finished
-from cl_binvae.presets import PRESETS, STRATEGIES, RunConfig
+from cl_binvae.presets import GENERATIVE, PRESETS, STRATEGIES, RunConfig
 from cl_binvae.results import format_cell, mean_sd
 from cl_binvae.streams import SCENARIOS, STREAMS, source_dataset
 
@@ -102,15 +102,16 @@ def expand(args: argparse.Namespace) -> list[RunConfig]:
     """One RunConfig per (scenario, strategy, r, seed); r applies to binvae_gr only."""
     if len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds has duplicates: {args.seeds}")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    for flag in ("workers", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag} must be >= 1, got {value}")
     runs: dict[str, RunConfig] = {}
     for scenario, strategy, r, seed in itertools.product(args.scenario, args.strategy,
                                                          args.r, args.seeds):
         run = RunConfig(stream=args.stream, scenario=scenario, strategy=strategy,
                         r=r if strategy == "binvae_gr" else 0.0, seed=seed,
-                        preset=args.preset, distill=args.distill and strategy in ("dgr",
-                                                                                   "binvae_gr"),
+                        preset=args.preset, distill=args.distill and strategy in GENERATIVE,
                         iterations=args.iterations, n_experiences=args.n_experiences)
         runs.setdefault(run.run_id, run)
     return list(runs.values())
@@ -119,10 +120,16 @@ def expand(args: argparse.Namespace) -> list[RunConfig]:
 def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-    if name != "cpu" and not name.startswith("cuda"):
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
         raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPUs")
     return name
 
 

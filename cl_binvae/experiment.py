@@ -107,17 +107,20 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
     out = run_directory(run, Path(out_root))
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"run_id": run.run_id, **run.describe(),
-                                     **environment(device)})
-    _seed_everything(run.seed)
+    # Bad data or settings fail here, before anything is written.
     stream = build_stream(StreamConfig(run.stream, run.scenario, run.n_experiences,
                                        seed=run.seed), data_root)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.json").exists():  # a resumed run keeps the record of its start
+        write_json(out / "config.json", {"run_id": run.run_id, **run.describe(),
+                                         **environment(device)})
+    _seed_everything(run.seed)
     strategy = build_strategy(run, stream, device, ProgressBar(run.method, progress))
     state = Progress()
     checkpoint = out / "progress.pt"
     if run.strategy in RESUMABLE and checkpoint.exists():
-        state = _restore(strategy, torch.load(checkpoint, weights_only=False), device)
+        snapshot = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = _restore(strategy, snapshot, device)
     elif checkpoint.exists():
         checkpoint.unlink()  # not resumable: start over
 
@@ -298,6 +301,7 @@ def _restore(strategy: Any, snapshot: dict[str, Any], device: str) -> Progress:
     strategy.make_optimizer(reset_optimizer_state=True)
     strategy.optimizer.load_state_dict(snapshot["optimizer"])
     if snapshot["replay"] is not None:
+        strategy.replay_plugin.generator.to(device)  # so its optimizer state lands there too
         strategy.replay_plugin.load_state_dict(snapshot["replay"], strategy.model)
     torch.set_rng_state(snapshot["rng"])
     if snapshot["cuda_rng"] is not None and torch.cuda.is_available():

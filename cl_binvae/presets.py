@@ -102,6 +102,10 @@ class RunConfig:
         if self.strategy == "avalanche_gr" and self.scenario == "task":
             raise ValueError("avalanche_gr ignores task labels (Avalanche's GenerativeReplay "
                              "is not task-aware); use --scenario class or domain")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seeds must be in [0, 2**32), got {self.seed}")
+        if self.n_experiences is not None and self.n_experiences < 1:
+            raise ValueError(f"n_experiences must be >= 1, got {self.n_experiences}")
         if self.iterations is not None and self.iterations <= 0:
             raise ValueError(f"iterations must be > 0, got {self.iterations}")
         if self.preset not in PRESETS:

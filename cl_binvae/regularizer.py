@@ -28,8 +28,8 @@ def check_radius(r: float) -> float:
 def binarized_kl(mu: torch.Tensor, logvar: torch.Tensor, r: float) -> torch.Tensor:
     """KL_r per latent dimension, shape of ``mu``; sum over the last axis for a per-sample KL.
 
-    The gradient of ``|mu|`` at 0 is 0 in PyTorch, so the term stays finite there: a dimension
-    sitting exactly at 0 gets no push from the KL, only from the likelihood (which breaks the tie).
+    PyTorch takes the subgradient of ``|mu|`` at 0 to be 0: a dimension sitting exactly at 0
+    gets no push from the KL towards either mode, only from the likelihood, which breaks the tie.
     """
     r = check_radius(r)
     dist = mu.abs() - r if r > 0 else mu

@@ -95,7 +95,9 @@ class BinVAEReplayPlugin(SupervisedPlugin):
     # -- the lifecycle -------------------------------------------------------------------------
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         """Check the experience against the generator before the first iteration."""
-        self.generator.to(strategy.device)
+        for module in (self.generator, self.frozen_generator, self.frozen_solver):
+            if module is not None:  # restored copies may still sit on the CPU
+                module.to(strategy.device)
         tasks = getattr(strategy.experience, "task_labels", [0])
         if len(tasks) != 1:
             raise ValueError(f"generative replay needs one task label per experience, got "
@@ -140,7 +142,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         joined = strategy.criterion()
         current = strategy._criterion(out[:n], y[:n])
         replay = self._replay_loss(out[n:], y[n:])
-        w = self.replay_weight()
+        w = self.replay_weight(self.experiences_seen + 1)
         strategy.loss = strategy.loss - joined + (1 - w) * current + w * replay
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -158,19 +160,21 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         self.frozen_solver = _frozen_copy(strategy.model)
 
     # -- the pieces ----------------------------------------------------------------------------
-    def replay_weight(self) -> float:
-        """Weight of the replay loss in the current experience (1 - 1/t by default)."""
+    def replay_weight(self, t: int) -> float:
+        """Weight of the replay loss while learning experience ``t`` (counted from 1):
+        ``config.replay_weight`` if set, else van de Ven's 1 - 1/t. Solver and generator
+        both use it."""
         if self.config.replay_weight is not None:
             return self.config.replay_weight
-        return 1.0 - 1.0 / (self.experiences_seen + 1)
+        return 1.0 - 1.0 / t
 
     def train_generator(self, x: torch.Tensor) -> None:
         """Train the generator on ``x`` (in [0, 1] space) plus replay from its frozen copy.
 
-        The generator's loss is weighted like the solver's: 1/t current, 1 - 1/t replay.
+        The generator's loss is weighted like the solver's (``replay_weight``).
         """
         cfg, gen = self.config, self.generator
-        w = 1.0 - 1.0 / self.experiences_seen
+        w = self.replay_weight(self.experiences_seen)
         gen.train()
         batches = TensorBatches([x], cfg.generator_batch_size, iterations=cfg.generator_iterations)
         for (xb,) in batches:
@@ -243,7 +247,10 @@ class BinVAEReplayPlugin(SupervisedPlugin):
 
     def _to_generator_space(self, x: torch.Tensor) -> torch.Tensor:
         norm = self._normalization(x)
-        return x if norm is None else x * norm[1] + norm[0]
+        if norm is None:
+            return x
+        # Undoing a normalization leaves rounding error (pixel 0 comes back as -3e-8).
+        return (x * norm[1] + norm[0]).clamp(0.0, 1.0)
 
     def _to_solver_space(self, x: torch.Tensor) -> torch.Tensor:
         norm = self._normalization(x)

@@ -68,9 +68,12 @@ class MultiHeadClassifier(MultiTaskModule):
         self.heads = nn.ModuleList(nn.Linear(width, n_outputs) for _ in range(n_tasks))
         self.max_class_label = n_outputs
 
-    def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                task_labels: torch.Tensor | int | None) -> torch.Tensor | dict[int, torch.Tensor]:
         # Run the shared trunk once for the whole batch, then each task's rows through its head.
         features = self.trunk(x)
+        if task_labels is None:  # Avalanche's convention (LwF uses it): every head's output
+            return {task: head(features) for task, head in enumerate(self.heads)}
         if isinstance(task_labels, int):
             return self.heads[task_labels](features)
         out = features.new_zeros(len(x), self.max_class_label)

@@ -22,8 +22,8 @@ from cl_binvae.vae import BaseVAE
 
 
 class TensorStrategy(SupervisedTemplate):
-    """``SupervisedTemplate`` fed by :class:`TensorBatches`: ``train_iterations`` minibatches per
-    experience (None: ``train_epochs`` passes), no per-sample collation.
+    """``SupervisedTemplate`` fed by :class:`TensorBatches`, with no per-sample collation: each
+    of the ``train_epochs`` epochs runs ``train_iterations`` minibatches (None: one pass).
 
     A plugin that installs its own loader in ``before_training_exp`` (Avalanche's
     ``ReplayPlugin``) still does so: the template builds the loader before calling plugins.

@@ -123,6 +123,11 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, data_root):
     (["--distill", "--strategy", "naive", "--workers", "0"], "--workers"),
     (["--stream", "/no/such/file.npz"], "does not exist"),
     (["--device", "tpu"], "--device"),
+    (["--device", "cudafoo"], "--device"),
+    (["--threads", "0"], "--threads"),
+    (["--seeds", "-1"], "seeds must be in"),
+    (["--n-experiences", "3"], "cannot be split evenly"),
+    (["--n-experiences", "0"], "n_experiences"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, data_root, monkeypatch, capsys, driver,
                                          args, message):
