@@ -7,7 +7,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import Naive
+from avalanche.training.plugins import EvaluationPlugin
 
 from cl_binvae.data import DataError
 from cl_binvae.solvers import build_solver
@@ -153,8 +155,9 @@ def _train_one_short_epoch(stream, n: int = 256) -> None:
     torch.manual_seed(0)
     n_tasks = stream.n_experiences if stream.config.scenario == "task" else 1
     model = build_solver(stream.input_shape, stream.n_outputs, n_tasks)
+    evaluator = EvaluationPlugin(accuracy_metrics(stream=True), loggers=[])
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
-                     train_mb_size=64, eval_mb_size=256, evaluator=None)
+                     train_mb_size=64, eval_mb_size=256, evaluator=evaluator)
     for exp in stream.benchmark.train_stream:
         short = copy.copy(exp)
         short.dataset = exp.dataset.subset(range(min(n, len(exp.dataset))))
