@@ -10,7 +10,8 @@
     and its default evaluator (metrics and progress logging every iteration).
 
 One "iteration" is one solver step plus one generator step. Each is timed on the second
-experience of split-MNIST (replay on), after a short first experience, median of --repeats.
+experience of split-MNIST (replay on), after a short first experience; the cases take turns
+for --repeats rounds and each reports its median.
 
     python benchmarks/perf.py --iterations 300
 """
@@ -208,15 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch {torch.__version__};"
           f" split-MNIST experience 2, MLP 2x400 solver, VAE 2x400 z=100, batch 128 + 128; "
           f"median of {args.repeats}")
-    ms = {}
-    for name, fn, r, n in cases:
-        seconds = statistics.median(fn(stream, n, r, args.device) for _ in range(args.repeats))
-        ms[name] = 1000 * seconds / n
-        print(f"{name:34} {n:5d} iterations  {ms[name]:8.2f} ms/iteration  "
-              f"{1000 / ms[name]:7.1f} it/s", flush=True)
+    # Repeats interleave the cases, so slow drift in machine speed hits every case alike.
+    samples: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    for rep in range(args.repeats):
+        for name, fn, r, n in cases:
+            samples[name].append(1000 * fn(stream, n, r, args.device) / n)
+            print(f"repeat {rep + 1}: {name:40} {samples[name][-1]:8.2f} ms/iteration",
+                  flush=True)
+    ms = {name: statistics.median(values) for name, values in samples.items()}
     # Avalanche's default loggers bound stdout at import and print through any redirect:
     # repeat the measurements in one block.
-    print("\nsummary:")
+    print("\nsummary (median of the repeats):")
     for name, value in ms.items():
         print(f"{name:40} {value:8.2f} ms/iteration  {1000 / value:7.1f} it/s")
     a, b0, br, c, c_users = ms.values()
