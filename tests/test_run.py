@@ -16,6 +16,11 @@ import pandas as pd
 import pytest
 
 RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+# A parent without job control (a background CI step) can hand SIGINT down as ignored, and
+# Python then keeps ignoring it: this wrapper restores Ctrl-C before running the driver.
+INTERRUPTIBLE = ("import runpy, signal, sys; "
+                 "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 TINY = ["--stream", "split_mnist", "--preset", "quick", "--iterations", "8", "--threads", "1",
         "--no-progress"]
 
@@ -87,7 +92,8 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, data_root):
     args = [*TINY, "--iterations", "40", "--strategy", "binvae_gr", "--r", "0.3"]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
     env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
-    proc = subprocess.Popen([sys.executable, str(RUN), *args, "--out", str(interrupted)],
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(RUN), *args,
+                             "--out", str(interrupted)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list(interrupted.glob("*/progress.pt")) and time.time() < deadline:
