@@ -43,7 +43,7 @@ from cl_binvae.presets import GENERATIVE, RunConfig
 from cl_binvae.replay import ReplayConfig
 from cl_binvae.solvers import build_solver
 from cl_binvae.strategy import BinVAEGenerativeReplay, TensorStrategy
-from cl_binvae.streams import Stream, StreamConfig, build_stream
+from cl_binvae.streams import Stream, build_stream
 from cl_binvae.tensor_data import dataset_tensors
 from cl_binvae.vae import build_vae
 
@@ -108,8 +108,7 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
     # Bad data or settings fail here, before anything is written.
-    stream = build_stream(StreamConfig(run.stream, run.scenario, run.n_experiences,
-                                       seed=run.seed), data_root)
+    stream = build_stream(run.stream_config(), data_root)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.json").exists():  # a resumed run keeps the record of its start
         write_json(out / "config.json", {"run_id": run.run_id, **run.describe(),

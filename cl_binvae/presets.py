@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cl_binvae.regularizer import check_radius
 from cl_binvae.solvers import SolverConfig
-from cl_binvae.streams import SCENARIOS, STREAMS
+from cl_binvae.streams import STREAMS, StreamConfig
 from cl_binvae.vae import VAEConfig
 
 STRATEGIES = ("naive", "joint", "er", "avalanche_gr", "dgr", "binvae_gr")
@@ -87,11 +87,7 @@ class RunConfig:
     n_experiences: int | None = None
 
     def __post_init__(self) -> None:
-        if self.stream not in STREAMS and not self.stream.endswith(".npz"):
-            raise ValueError(f"unknown stream {self.stream!r}; choose one of {STREAMS} or a "
-                             ".npz file")
-        if self.scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
+        self.stream_config()  # building it validates stream, scenario and n_experiences
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
         check_radius(self.r)
@@ -104,12 +100,14 @@ class RunConfig:
                              "is not task-aware); use --scenario class or domain")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seeds must be in [0, 2**32), got {self.seed}")
-        if self.n_experiences is not None and self.n_experiences < 1:
-            raise ValueError(f"n_experiences must be >= 1, got {self.n_experiences}")
         if self.iterations is not None and self.iterations <= 0:
             raise ValueError(f"iterations must be > 0, got {self.iterations}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
+
+    def stream_config(self) -> StreamConfig:
+        """The stream this run trains on; permutations are seeded by the run's seed."""
+        return StreamConfig(self.stream, self.scenario, self.n_experiences, seed=self.seed)
 
     @property
     def protocol(self) -> Protocol:
