@@ -1,4 +1,4 @@
-"""Figures of finished runs, one set per (stream, scenario, preset), as PNG files.
+"""Figures of finished runs, one set per group (stream, scenario, protocol), as PNG files.
 
 Figures are drawn on bare ``matplotlib.figure.Figure`` objects, which render through the Agg
 canvas: no pyplot, so no GUI backend and no global figure state to leak between calls.
@@ -25,7 +25,6 @@ from cl_binvae.results import (
     by_group,
     by_method,
     mean_sd,
-    slug,
 )
 
 SAMPLES_BASELINE = "dgr"  # generative replay with a plain VAE: the r = 0 reference
@@ -210,7 +209,7 @@ def generated_samples(runs: Sequence[Run], title: str, note: Report) -> Figure |
     return fig
 
 
-#: Output file suffix and maker of every figure, drawn once per (stream, scenario, preset).
+#: Output file suffix and maker of every figure, drawn once per group (see ``Group``).
 FIGURES: dict[str, FigureMaker] = {
     "accuracy_matrix": accuracy_heatmaps,
     "avg_accuracy": accuracy_curves,
@@ -228,10 +227,9 @@ def write_figures(runs: Sequence[Run], out: Path, note: Report) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for group, members in by_group(runs).items():
-        title = " / ".join(group)
         for name, make in FIGURES.items():
-            path = out / f"{slug(group)}_{name}.png"
-            fig = make(members, title, lambda msg, p=path: note(f"figure {p.name}: {msg}"))
+            path = out / f"{group.slug}_{name}.png"
+            fig = make(members, group.title, lambda msg, p=path: note(f"figure {p.name}: {msg}"))
             if fig is None:
                 continue
             # No "Software" stamp: the PNG bytes then depend on the runs only.

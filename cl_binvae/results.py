@@ -40,19 +40,59 @@ class RunError(ValueError):
     """One run folder is unfinished or corrupt; the message says what is wrong."""
 
 
+@dataclass(frozen=True)
+class Group:
+    """Runs that share one table: a stream, a scenario and a protocol.
+
+    The protocol is a preset plus any cut of it made on the command line (``--iterations``,
+    ``--n-experiences``); cut runs never share a table with uncut ones, and the title says so.
+    """
+
+    stream: str
+    scenario: str
+    preset: str
+    iterations: int | None = None  # override of the preset's iterations per experience
+    n_experiences: int | None = None  # override of the stream's number of experiences
+
+    @property
+    def slug(self) -> str:
+        """File-name stem, e.g. ``permuted_mnist_class_paper_it250``."""
+        parts = [Path(self.stream).name.removesuffix(".npz"), self.scenario, self.preset]
+        if self.iterations is not None:
+            parts.append(f"it{self.iterations}")
+        if self.n_experiences is not None:
+            parts.append(f"T{self.n_experiences}")
+        return re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(parts))
+
+    @property
+    def title(self) -> str:
+        """Human-readable name that states any cut of the preset."""
+        title = f"{self.stream} / {self.scenario} / {self.preset} preset"
+        cuts = []
+        if self.iterations is not None:
+            cuts.append(f"{self.iterations} iterations per experience")
+        if self.n_experiences is not None:
+            cuts.append(f"{self.n_experiences} experiences")
+        return f"{title}, CUT to {' and '.join(cuts)}" if cuts else title
+
+    @property
+    def sort_key(self) -> tuple:
+        """Order of tables: by stream, scenario and preset, uncut before cut."""
+        return (self.stream, self.scenario, self.preset,
+                self.iterations or 0, self.n_experiences or 0)
+
+
 @dataclass(frozen=True, eq=False)  # eq would compare the matrices elementwise
 class Run:
     """One finished run: its configuration, accuracy matrix and summary metrics."""
 
     path: Path
     run_id: str
-    stream: str
-    scenario: str
     strategy: str
     r: float
     distill: bool
     seed: int
-    preset: str
+    group: Group
     git_commit: str | None
     matrix: np.ndarray  # T x T (row i: after experience i); 1 x T for joint
     final_avg_accuracy: float
@@ -66,11 +106,6 @@ class Run:
     def n_experiences(self) -> int:
         """T, the number of experiences of the stream."""
         return self.matrix.shape[1]
-
-    @property
-    def group(self) -> tuple[str, str, str]:
-        """The (stream, scenario, preset) a table or figure is made for."""
-        return self.stream, self.scenario, self.preset
 
     @property
     def method(self) -> str:
@@ -97,12 +132,6 @@ def method_sort_key(strategy: str, r: float, distill: bool) -> tuple:
         rank = len(STRATEGY_ORDER) + (strategy == JOINT)
     # r only orders binvae_gr: the method name ignores it for the other strategies.
     return rank, strategy, distill, r if strategy == GENERATOR_STRATEGY else 0.0
-
-
-def slug(group: tuple[str, ...]) -> str:
-    """File-name stem for a group; a stream may be a path to a user ``.npz``."""
-    parts = (Path(part).name.removesuffix(".npz") for part in group)
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(parts))
 
 
 # ---------------------------------------------------------------- loading
@@ -187,16 +216,21 @@ def load_run(folder: Path) -> Run:
     n_experiences = _field(metrics, "n_experiences", int, "metrics.json")
     if n_experiences < 1:
         raise RunError(f"metrics.json: n_experiences is {n_experiences}")
+    group = Group(
+        stream=_field(run, "stream", str, where),
+        scenario=_field(run, "scenario", str, where),
+        preset=_field(run, "preset", str, where),
+        iterations=_field(run, "iterations", (int, type(None)), where),
+        n_experiences=_field(run, "n_experiences", (int, type(None)), where),
+    )
     return Run(
         path=folder,
         run_id=_field(config, "run_id", str, "config.json"),
-        stream=_field(run, "stream", str, where),
-        scenario=_field(run, "scenario", str, where),
         strategy=strategy,
         r=_number(run, "r", where),
         distill=_field(run, "distill", bool, where),
         seed=_field(run, "seed", int, where),
-        preset=_field(run, "preset", str, where),
+        group=group,
         git_commit=config.get("git_commit"),
         matrix=_read_matrix(folder / "accuracy_matrix.csv", n_experiences, joint),
         final_avg_accuracy=_number(metrics, "final_avg_accuracy", "metrics.json"),
@@ -235,7 +269,7 @@ def load_runs(roots: Sequence[Path], report: Report) -> list[Run]:
             runs[key] = run
         if n_finished == 0:
             raise ResultsError(f"runs root {root} holds no finished run")
-    return sorted(runs.values(), key=lambda run: (run.group, run.method_key, run.seed))
+    return sorted(runs.values(), key=lambda run: (run.group.sort_key, run.method_key, run.seed))
 
 
 # ---------------------------------------------------------------- tabulating
@@ -250,9 +284,9 @@ def mean_sd(values: Iterable[float | None]) -> tuple[float, float, int]:
     return mean, sd, n
 
 
-def by_group(runs: Iterable[Run]) -> dict[tuple[str, str, str], list[Run]]:
-    """Runs split by (stream, scenario, preset), in order of first appearance."""
-    groups: dict[tuple[str, str, str], list[Run]] = {}
+def by_group(runs: Iterable[Run]) -> dict[Group, list[Run]]:
+    """Runs split by group (one table each), in order of first appearance."""
+    groups: dict[Group, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.group, []).append(run)
     return groups
@@ -267,11 +301,11 @@ def by_method(runs: Iterable[Run]) -> dict[str, list[Run]]:
 
 
 def summarize(runs: Sequence[Run]) -> pd.DataFrame:
-    """One row per (stream, scenario, preset, method), with ``<metric>_mean/_sd/_n`` columns."""
+    """One row per (group, method), with ``<metric>_mean/_sd/_n`` columns."""
     rows = []
-    for (stream, scenario, preset), members in by_group(runs).items():
+    for group, members in by_group(runs).items():
         for method, method_runs in by_method(members).items():
-            row = {"stream": stream, "scenario": scenario, "preset": preset, "method": method}
+            row = {**_group_columns(group), "method": method}
             for metric in METRICS:
                 mean, sd, n = mean_sd(getattr(run, metric) for run in method_runs)
                 row |= {f"{metric}_mean": mean, f"{metric}_sd": sd, f"{metric}_n": n}
@@ -279,12 +313,18 @@ def summarize(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _group_columns(group: Group) -> dict:
+    return {"stream": group.stream, "scenario": group.scenario, "preset": group.preset,
+            "iterations_override": group.iterations,
+            "n_experiences_override": group.n_experiences}
+
+
 def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per included run: its configuration, metrics and folder."""
     return pd.DataFrame([
         {
-            "run_id": run.run_id, "stream": run.stream, "scenario": run.scenario,
-            "preset": run.preset, "strategy": run.strategy, "r": run.r, "distill": run.distill,
+            "run_id": run.run_id, **_group_columns(run.group),
+            "strategy": run.strategy, "r": run.r, "distill": run.distill,
             "seed": run.seed, "method": run.method, "n_experiences": run.n_experiences,
             "final_avg_accuracy": run.final_avg_accuracy, "avg_forgetting": run.avg_forgetting,
             "bwt": run.bwt, "fwt": run.fwt, "wall_clock_s": run.wall_clock_s,
@@ -359,10 +399,9 @@ def write_tables(runs: Sequence[Run], out: Path) -> list[Path]:
     runs_index(runs).to_csv(written[0], index=False, float_format="%.6f")
     for group, members in by_group(runs).items():
         table = summarize(members)
-        title = " / ".join(group)
-        paths = [out / f"table_{slug(group)}{suffix}" for suffix in (".csv", ".md", ".tex")]
+        paths = [out / f"table_{group.slug}{suffix}" for suffix in (".csv", ".md", ".tex")]
         table.to_csv(paths[0], index=False, float_format="%.6f")
-        paths[1].write_text(to_markdown(table, title), encoding="utf-8")
-        paths[2].write_text(to_latex(table, title), encoding="utf-8")
+        paths[1].write_text(to_markdown(table, group.title), encoding="utf-8")
+        paths[2].write_text(to_latex(table, group.title), encoding="utf-8")
         written += paths
     return written

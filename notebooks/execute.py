@@ -2,7 +2,8 @@
 
 Usage: ``python notebooks/execute.py [NOTEBOOK]``. Cells run with the notebook's own folder as
 the working directory, so its relative paths (``../results``) resolve as in Jupyter.
-Needs ``nbformat``, ``nbclient`` and ``ipykernel``; exits 2 with a one-line message without them.
+Needs ``nbformat``, ``nbclient`` and ``ipykernel``. Exits 2 with a one-line message without them,
+for a missing notebook, or when a cell fails; the notebook is then left as it was.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+
+def _error(message: str) -> int:
+    print(f"execute: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,14 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import nbformat
         from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
     except ImportError as err:
-        print(f"execute: error: {err.name} is missing; pip install nbformat nbclient ipykernel",
-              file=sys.stderr)
-        return 2
+        return _error(f"{err.name} is missing; pip install nbformat nbclient ipykernel")
+    if not args.notebook.is_file():
+        return _error(f"notebook {args.notebook} does not exist")
     notebook = nbformat.read(args.notebook, as_version=4)
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(args.notebook.parent)}})
-    client.execute()
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        return _error(f"a cell of {args.notebook} failed: {err.ename}: {err.evalue}")
     nbformat.write(notebook, args.notebook)
     print(f"executed {args.notebook}")
     return 0

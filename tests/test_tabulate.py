@@ -28,7 +28,7 @@ def write_run(
     root: Path, name: str, strategy: str, seed: int, final: float,
     forgetting: float | None = None, bwt: float | None = None, r: float = 0.0,
     distill: bool = False, scenario: str = "class", matrix: np.ndarray | None = None,
-    samples: bool = False,
+    samples: bool = False, iterations: int | None = None,
 ) -> Path:
     """Write a finished run folder with the given numbers, as benchmarks/run.py would."""
     folder = root / name
@@ -37,7 +37,8 @@ def write_run(
     config = {
         "run_id": name,
         "run": {"stream": "split_mnist", "scenario": scenario, "strategy": strategy, "r": r,
-                "distill": distill, "seed": seed, "preset": "quick", "n_experiences": T},
+                "distill": distill, "seed": seed, "preset": "quick",
+                "iterations": iterations, "n_experiences": None},
         "protocol": {"epochs": 1}, "git_commit": "abc", "versions": {}, "device": "cpu",
     }
     (folder / "config.json").write_text(json.dumps(config))
@@ -192,3 +193,43 @@ def test_missing_root_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
     assert "does not exist" in result.stderr
+
+
+def test_cut_protocol_gets_its_own_table_and_says_so(tmp_path: Path) -> None:
+    # The same method and seed, once on the preset and once cut: not a duplicate, and the cut
+    # run is never averaged into the preset's table.
+    runs = tmp_path / "runs"
+    write_run(runs, "full", "naive", 0, 0.30)
+    write_run(runs, "cut", "naive", 0, 0.20, iterations=50)
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures")
+    assert status == 0, stderr
+    full = (tmp_path / "out" / "table_split_mnist_class_quick.md").read_text()
+    cut = (tmp_path / "out" / "table_split_mnist_class_quick_it50.md").read_text()
+    assert full.startswith("## split_mnist / class / quick preset\n")
+    assert "| naive | 30.00 (1) |" in full
+    assert cut.startswith("## split_mnist / class / quick preset, CUT to 50 iterations per "
+                          "experience\n")
+    assert "| naive | 20.00 (1) |" in cut
+
+
+def test_notebook_runs_on_tabulated_results(runs_root: Path, tmp_path: Path) -> None:
+    # The notebook reads ../results from its own folder: give a copy of it synthetic results.
+    assert run_main("--runs", str(runs_root), "--out", str(tmp_path / "results"))[0] == 0
+    (tmp_path / "notebooks").mkdir()
+    notebook = tmp_path / "notebooks" / "results.ipynb"
+    notebook.write_bytes((REPO / "notebooks" / "results.ipynb").read_bytes())
+    execute = [sys.executable, str(REPO / "notebooks" / "execute.py")]
+    result = subprocess.run([*execute, str(notebook)], capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    outputs = json.dumps(json.loads(notebook.read_text())["cells"])
+    assert "split_mnist / class / quick preset" in outputs
+    assert "binvae_gr r=0.5+distill" in outputs
+    assert '"output_type": "error"' not in outputs
+
+    missing = subprocess.run([*execute, str(tmp_path / "nope.ipynb")], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"execute: error: notebook {tmp_path / 'nope.ipynb'} " \
+                                     "does not exist"
