@@ -42,7 +42,7 @@ from cl_binvae.metrics import summarize_matrix
 from cl_binvae.presets import GENERATIVE, RunConfig
 from cl_binvae.replay import ReplayConfig
 from cl_binvae.solvers import build_solver
-from cl_binvae.strategy import BinVAEGenerativeReplay, TensorStrategy
+from cl_binvae.strategy import BinVAEGenerativeReplay, FiniteLossCheck, TensorStrategy
 from cl_binvae.streams import Stream, build_stream
 from cl_binvae.tensor_data import dataset_tensors
 from cl_binvae.vae import build_vae
@@ -159,6 +159,7 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
                    *plugins: SupervisedPlugin) -> Any:
     """The Avalanche strategy of ``run.strategy`` with the protocol's models and numbers."""
     protocol = run.protocol
+    plugins = (*plugins, FiniteLossCheck())
     n_tasks = stream.n_experiences if run.scenario == "task" else 1
     model = build_solver(stream.input_shape, stream.n_outputs, n_tasks, protocol.solver)
     optimizer = torch.optim.Adam(model.parameters(), lr=protocol.lr)
