@@ -8,18 +8,20 @@ set fits in memory, restores the model's mode afterwards and returns CPU tensors
 
 Under the binarized KL (r > 0) a dimension's KL_r is its distance to the *nearer* mode, so a
 "collapsed" dimension (KL_r ~ 0) may still carry one bit through the sign of its mean: read
-``collapsed_dimensions`` together with ``active_units`` and ``sign_balance``.
+``collapsed_dimensions`` together with ``active_units`` and ``sign_balance``. These KL
+diagnostics measure KL_r whatever the prior; only the likelihood bound uses the prior.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 
-from cl_binvae.regularizer import binarized_kl, binarized_prior_log_prob
+from cl_binvae.regularizer import binarized_kl
 from cl_binvae.vae import BaseVAE
 
 BATCH_SIZE = 500
@@ -79,8 +81,9 @@ def iw_log_likelihood(vae: BaseVAE, x: torch.Tensor, k: int = 100,
     """Importance-weighted lower bound on log p(x) per image (Burda et al. 2016), shape (N,).
 
     log p(x) >= log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x) with z_i ~ q(z | x). p(z) is
-    the mixture 0.5 N(r, 1) + 0.5 N(-r, 1) the model samples from, not the nearer mode that
-    KL_r uses, so models trained with different r are scored under their true generative model.
+    the marginal of the prior the model samples from (``vae.prior.log_prob``: for the default,
+    the mixture 0.5 N(r, 1) + 0.5 N(-r, 1), not the nearer mode that KL_r uses), so models
+    trained with different r or priors are scored under their true generative model.
     The bound tightens as ``k`` grows; k = 1 is a one-sample ELBO.
     """
     if k < 1:
@@ -116,6 +119,29 @@ def summarize(vae: BaseVAE, x: torch.Tensor, k: int = 50, threshold: float = 0.0
         "sign_imbalance": (_positive_share(mu) - 0.5).abs().mean().item(),
         "iw_ll": torch.cat(bounds).mean().item(),
     }
+
+
+def replay_class_balance(tasks: torch.Tensor, labels: torch.Tensor,
+                         seen: Iterable[tuple[int, int]]) -> dict[str, float]:
+    """How replay spreads over the classes seen so far, from the (task, label) of each sample.
+
+    Keys: ``share_t<task>_c<class>`` for every seen pair (0 when never replayed), in the order
+    given, and ``balance``, the entropy of those shares over its maximum log(#seen): 1 when
+    replay is uniform over the seen classes, 0 when it is a single class.
+    """
+    seen = list(seen)
+    if not seen:
+        raise ValueError("replay_class_balance needs at least one seen class")
+    if len(tasks) != len(labels) or len(labels) == 0:
+        raise ValueError(f"need one task per label and at least one sample, got "
+                         f"{len(tasks)} tasks and {len(labels)} labels")
+    pairs = collections.Counter(zip(tasks.tolist(), labels.tolist()))
+    shares = torch.tensor([pairs[key] for key in seen], dtype=torch.float64) / len(labels)
+    nonzero = shares[shares > 0]
+    entropy = float(-(nonzero * nonzero.log()).sum()) + 0.0  # + 0.0: no "-0.0" in the CSV
+    balance = entropy / math.log(len(seen)) if len(seen) > 1 else 1.0
+    return {**{f"share_t{t}_c{c}": float(v) for (t, c), v in zip(seen, shares)},
+            "balance": balance}
 
 
 # -- shared steps ------------------------------------------------------------------------------
@@ -177,6 +203,6 @@ def _iw_bound(vae: BaseVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Ten
         log_px_z = -vae.reconstruction_nll(x.expand(m, *x.shape).flatten(0, 1), outputs)
         # log N(z; mu, std^2) written through eps, which avoids dividing by a tiny std.
         log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_p = binarized_prior_log_prob(z, vae.config.r)
+        log_p = vae.prior.log_prob(z)
         log_weights.append(log_px_z.view(m, -1) + log_p - log_q)
     return torch.logsumexp(torch.cat(log_weights), 0) - math.log(k)

@@ -8,7 +8,9 @@ Variants differ only in how the KL term enters the loss (``VAEConfig.variant``):
   over ``capacity_steps`` training losses, per sample (Burgess et al. 2018).
 
 Architectures (``MLPVAE``, ``ConvVAE``) only define the encoder and decoder; the rest is shared.
-Every variant takes the binarization radius ``r`` (r = 0 is the ordinary model).
+Every variant takes the binarization radius ``r`` (r = 0 is the ordinary model) and a latent
+prior (``cl_binvae.priors``): what ``sample`` draws from, and for the class-conditional prior
+also the KL term, which then needs the class of every image.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cl_binvae.regularizer import binarized_kl, check_radius, sample_binarized_prior
+from cl_binvae.priors import PriorConfig, build_prior
+from cl_binvae.regularizer import check_radius
 
 VARIANTS = ("vae", "beta", "capacity")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -43,6 +46,7 @@ class VAEConfig:
     z_dim: int = 100
     hidden: tuple[int, ...] = (400, 400)
     channels: tuple[int, ...] = (32, 64, 128)
+    prior: PriorConfig = PriorConfig()
 
     def __post_init__(self) -> None:
         check_radius(self.r)
@@ -71,6 +75,7 @@ class BaseVAE(nn.Module, abc.ABC):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         self.config = config
+        self.prior = build_prior(config.prior, config.r, config.z_dim)
         # Counts training-mode losses: drives the capacity schedule and is checkpointed with it.
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
 
@@ -94,13 +99,16 @@ class BaseVAE(nn.Module, abc.ABC):
         """Map decoder outputs to the data space (probabilities for Bernoulli, means otherwise)."""
         return torch.sigmoid(outputs) if self.config.likelihood == "bernoulli" else outputs
 
-    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw ``n`` images from the binarized prior, in the data space."""
-        device = self.fc_mu.weight.device
-        z = sample_binarized_prior(n, self.config.z_dim, self.config.r, device=device,
-                                   generator=generator)
-        return self.to_data(self.decode(z))
+        """Draw ``n`` images from the prior, in the data space."""
+        return self.sample_with_classes(n, generator)[0]
+
+    @torch.no_grad()
+    def sample_with_classes(self, n: int, generator: torch.Generator | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` images from the prior and, for a class-conditional prior, their classes."""
+        z, classes = self.prior.sample(n, device=self.fc_mu.weight.device, generator=generator)
+        return self.to_data(self.decode(z)), classes
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,8 +130,11 @@ class BaseVAE(nn.Module, abc.ABC):
         frac = min(1.0, int(self.train_steps) / self.config.capacity_steps)
         return frac * self.config.capacity_max
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, classes: torch.Tensor | None = None
+             ) -> dict[str, torch.Tensor]:
         """The variant's training loss on a batch: {'loss', 'recon', 'kl'}, means over samples.
+
+        ``classes``: the class of each image, which a class-conditional prior needs.
 
         In training mode this advances the capacity schedule by one step. Raises ``ValueError``
         for inputs the likelihood cannot score and ``FloatingPointError`` for a non-finite loss.
@@ -131,7 +142,7 @@ class BaseVAE(nn.Module, abc.ABC):
         self.check_inputs(x)
         outputs, mu, logvar = self(x)
         recon = self.reconstruction_nll(x, outputs)
-        kl = binarized_kl(mu, logvar, self.config.r).sum(1)
+        kl = self.prior.kl(mu, logvar, classes).sum(1)
         if self.config.variant == "capacity":
             reg = self.config.beta * (kl - self.capacity()).abs()
         else:
