@@ -43,10 +43,13 @@ import torch
 from cl_binvae.data import load_dataset
 from cl_binvae.experiment import execute_run, is_finished
 from cl_binvae.presets import GENERATIVE, PRESETS, STRATEGIES, RunConfig
+from cl_binvae.priors import PRIORS
+from cl_binvae.replay import REPLAY_LABELS
 from cl_binvae.results import format_cell, mean_sd
 from cl_binvae.streams import SCENARIOS, STREAMS, source_dataset
 
 DEFAULT_STRATEGIES = ["naive", "dgr", "binvae_gr"]
+PRIOR_NAMES = tuple(PRIORS)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -79,6 +82,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "per experience, for smoke checks (default: paper)")
     p.add_argument("--distill", action="store_true",
                    help="dgr/binvae_gr: replay soft targets at temperature 2, not hard labels")
+    p.add_argument("--prior", nargs="+", default=["mixture"], choices=PRIOR_NAMES,
+                   help="dgr/binvae_gr: the latent prior replay samples from: mixture (fair-sign "
+                        "0.5 N(r,1) + 0.5 N(-r,1)), standard (N(0, I)), fitted (a Gaussian "
+                        "mixture fitted after each experience), codes (a binary code per "
+                        "class); several values sweep (default: mixture)")
+    p.add_argument("--prior-components", type=int, default=20, metavar="K",
+                   help="components of the fitted prior (default: 20)")
+    p.add_argument("--replay-labels", default="solver", choices=REPLAY_LABELS,
+                   help="label replay by the frozen solver, or (--prior codes) by the class "
+                        "the prior drew (default: solver)")
+    p.add_argument("--active-classes", action="store_true",
+                   help="class-IL, dgr/binvae_gr: current and replay losses over the classes "
+                        "seen so far only (van de Ven et al.)")
     p.add_argument("--iterations", type=int,
                    help="override the preset's iterations per experience (solver and generator)")
     p.add_argument("--n-experiences", type=int,
@@ -99,7 +115,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def expand(args: argparse.Namespace) -> list[RunConfig]:
-    """One RunConfig per (scenario, strategy, r, seed); r applies to binvae_gr only."""
+    """One RunConfig per (scenario, strategy, r, prior, seed); r applies to binvae_gr only,
+    the prior and replay settings to dgr and binvae_gr."""
     if len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds has duplicates: {args.seeds}")
     for flag in ("workers", "threads"):
@@ -107,12 +124,17 @@ def expand(args: argparse.Namespace) -> list[RunConfig]:
         if value is not None and value < 1:
             raise ValueError(f"--{flag} must be >= 1, got {value}")
     runs: dict[str, RunConfig] = {}
-    for scenario, strategy, r, seed in itertools.product(args.scenario, args.strategy,
-                                                         args.r, args.seeds):
+    for scenario, strategy, r, prior, seed in itertools.product(
+            args.scenario, args.strategy, args.r, args.prior, args.seeds):
+        generative = strategy in GENERATIVE
         run = RunConfig(stream=args.stream, scenario=scenario, strategy=strategy,
                         r=r if strategy == "binvae_gr" else 0.0, seed=seed,
-                        preset=args.preset, distill=args.distill and strategy in GENERATIVE,
-                        iterations=args.iterations, n_experiences=args.n_experiences)
+                        preset=args.preset, distill=args.distill and generative,
+                        iterations=args.iterations, n_experiences=args.n_experiences,
+                        prior=prior if generative else "mixture",
+                        prior_components=args.prior_components,
+                        replay_labels=args.replay_labels if generative else "solver",
+                        active_classes=args.active_classes and generative)
         runs.setdefault(run.run_id, run)
     return list(runs.values())
 

@@ -37,7 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cl_binvae.atomic import atomic_path, write_json, write_text
-from cl_binvae.diagnostics import summarize
+from cl_binvae.diagnostics import replay_class_balance, summarize
 from cl_binvae.metrics import summarize_matrix
 from cl_binvae.presets import GENERATIVE, RunConfig
 from cl_binvae.replay import ReplayConfig
@@ -172,7 +172,9 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
                               temperature=protocol.temperature if run.distill else None,
                               generator_iterations=protocol.generator_iterations,
                               generator_batch_size=protocol.batch_size,
-                              generator_lr=protocol.generator_lr)
+                              generator_lr=protocol.generator_lr,
+                              replay_labels=run.replay_labels,
+                              active_classes=run.active_classes)
         return BinVAEGenerativeReplay(generator=generator, replay=replay,
                                       train_iterations=protocol.iterations,
                                       plugins=list(plugins), **common)
@@ -269,14 +271,20 @@ def _avalanche_generative_replay(stream: Stream, plugins: list, common: dict) ->
 
 
 def _diagnose(strategy: Any, test_stream: Any, i: int, out: Path) -> dict[str, float]:
-    """Generator diagnostics on test images of the experiences seen so far, and samples."""
-    generator = strategy.replay_plugin.generator
+    """Generator diagnostics on test images of the experiences seen so far, samples, and how
+    replay spreads over the classes seen so far."""
+    plugin = strategy.replay_plugin
+    generator = plugin.generator
     x = torch.cat([dataset_tensors(e.dataset, strategy.device)[0]
                    for e in test_stream[:i + 1]])
     pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(i))
     row = {"experience": i, **summarize(generator, x[pick[:_DIAGNOSTIC_IMAGES].to(x.device)])}
     _save_samples(generator.sample(64), out, i)
-    return row
+    # Its own random stream, so that measuring replay does not change what the run does next.
+    rng = torch.Generator(strategy.device).manual_seed(i)
+    tasks, labels = plugin.replayed_classes(_DIAGNOSTIC_IMAGES, rng)
+    balance = replay_class_balance(tasks, labels, plugin.class_keys)
+    return row | {f"replay_{key}": value for key, value in balance.items()}
 
 
 def _save_samples(images: torch.Tensor, out: Path, i: int) -> None:

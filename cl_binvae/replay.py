@@ -8,6 +8,11 @@ learns the experience's data plus its own replay, so it does not forget either.
 
 The plugin works inside any ``SupervisedTemplate`` (Naive, EWC, LwF, ...): it only touches the
 minibatch before the forward pass and the loss before the backward pass.
+
+What replay samples is the generator's prior (``cl_binvae.priors``): the plugin shows it the
+classes of each experience before the generator trains, and fits it afterwards to latents of
+what the generator was trained on. With a class-conditional prior, replay can be labelled with
+the drawn class instead of the frozen solver's guess (``replay_labels='prior'``).
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch import nn
 
+from cl_binvae.diagnostics import posterior_moments
 from cl_binvae.tensor_data import TensorBatches, dataset_tensors
 from cl_binvae.vae import BaseVAE
+
+REPLAY_LABELS = ("solver", "prior")
+#: Latents a fitted prior is fitted to after each experience.
+FIT_SAMPLES = 10_000
+_SAMPLE_CHUNK = 1_000  # generator samples decoded at once outside the training loop
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,10 @@ class ReplayConfig:
     far); a value > 0 distills the frozen solver's soft targets at that temperature.
     ``input_mean``/``input_std``: the normalization the solver's inputs went through, per
     channel, so the generator learns and samples in [0, 1] and replay is mapped back.
+    ``replay_labels``: 'solver' labels replay by the frozen solver; 'prior' by the class the
+    generator's class-conditional prior drew it from.
+    ``active_classes``: van de Ven's class-IL protocol: current and replay losses over the
+    classes seen so far only (default: over all of the solver's outputs).
     """
 
     replay_size: int | None = None
@@ -48,6 +63,8 @@ class ReplayConfig:
     generator_lr: float = 1e-3
     input_mean: Sequence[float] | None = None
     input_std: Sequence[float] | None = None
+    replay_labels: str = "solver"
+    active_classes: bool = False
 
     def __post_init__(self) -> None:
         if self.replay_size is not None and self.replay_size <= 0:
@@ -65,6 +82,12 @@ class ReplayConfig:
             raise ValueError("give both input_mean and input_std, or neither")
         if self.input_std is not None and any(s <= 0 for s in self.input_std):
             raise ValueError(f"input_std must be > 0, got {self.input_std}")
+        if self.replay_labels not in REPLAY_LABELS:
+            raise ValueError(f"replay_labels must be one of {REPLAY_LABELS}, "
+                             f"got {self.replay_labels!r}")
+        if self.replay_labels == "prior" and self.temperature is not None:
+            raise ValueError("replay labelled by the prior has hard labels: drop temperature "
+                             "(distillation needs the frozen solver's soft targets)")
 
 
 class BinVAEReplayPlugin(SupervisedPlugin):
@@ -81,16 +104,23 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             raise TypeError(f"generator must be a cl_binvae BaseVAE, got {type(generator)!r}")
         self.generator = generator
         self.config = config or ReplayConfig()
+        if self.config.replay_labels == "prior" and not generator.prior.conditional:
+            raise ValueError("replay_labels='prior' needs a class-conditional prior (codes), "
+                             f"not {type(generator.prior).__name__}")
         self.generator_optimizer = torch.optim.Adam(generator.parameters(),
                                                     lr=self.config.generator_lr)
         self.experiences_seen = 0
         self.classes_by_task: dict[int, set[int]] = {}
+        # (task, class) pairs in order of arrival; a pair's position is its class id for the
+        # generator's prior, so ids never change as classes arrive.
+        self.class_keys: list[tuple[int, int]] = []
         self.frozen_generator: BaseVAE | None = None
         self.frozen_solver: nn.Module | None = None
         self._inputs_checked = False
         self._n_current = 0
         self._replay_targets: torch.Tensor | None = None
-        self._class_table: torch.Tensor | None = None
+        self._current_classes: dict[int, set[int]] = {}
+        self._tables: dict[str, torch.Tensor] = {}  # class masks and id lookups, cached
 
     # -- the lifecycle -------------------------------------------------------------------------
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -106,6 +136,13 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         if tuple(x0.shape) != self.generator.input_shape:
             raise ValueError(f"the generator makes images of shape {self.generator.input_shape} "
                              f"but the stream's inputs have shape {tuple(x0.shape)}")
+        classes = getattr(strategy.experience, "classes_in_this_experience", None)
+        if self.config.active_classes:
+            if classes is None:
+                raise ValueError("active_classes needs experiences that list "
+                                 "classes_in_this_experience")
+            self._current_classes = {int(tasks[0]): {int(c) for c in classes}}
+            self._tables.pop("active", None)
 
     def before_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         """Append a replay batch (inputs, labels and task labels) to the minibatch."""
@@ -115,15 +152,11 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         if self.frozen_generator is None:
             return
         n = self.config.replay_size or self._n_current
-        x_r, t_r = self._sample_replay(n, strategy.device)
-        with torch.no_grad():
-            logits = avalanche_forward(self.frozen_solver, x_r, t_r)
-        # The frozen solver may only name classes seen before; the student is scored over all
-        # its outputs, so replay also pushes down the new classes on old-looking inputs.
-        masked = logits.masked_fill(~self._allowed_classes(t_r, logits.shape[1]), -math.inf)
-        y_r = masked.argmax(1)
-        t_cfg = self.config.temperature
-        self._replay_targets = None if t_cfg is None else F.softmax(masked / t_cfg, dim=1)
+        x_r, t_r, drawn = self._sample_replay(n, strategy.device)
+        if self.config.replay_labels == "prior":
+            y_r, self._replay_targets = drawn, None
+        else:
+            y_r, self._replay_targets = self._solver_labels(x_r, t_r, self.config.temperature)
         mbatch = strategy.mbatch
         mbatch[0] = torch.cat([mbatch[0], x_r])
         mbatch[1] = torch.cat([mbatch[1], y_r.to(mbatch[1].dtype)])
@@ -136,11 +169,17 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         Subtracting exactly what the template added keeps other plugins' terms (EWC's
         penalty, LwF's distillation) whichever order the plugins run in.
         """
-        if self.frozen_generator is None:
+        if self.frozen_generator is None and not self.config.active_classes:
             return
         out, y, n = strategy.mb_output, strategy.mb_y, self._n_current
         joined = strategy.criterion()
+        if self.config.active_classes:
+            out = out.masked_fill(~self._active_classes(_task_labels(strategy), out),
+                                  -math.inf)
         current = strategy._criterion(out[:n], y[:n])
+        if self.frozen_generator is None:
+            strategy.loss = strategy.loss - joined + current
+            return
         replay = self._replay_loss(out[n:], y[n:])
         w = self.replay_weight(self.experiences_seen + 1)
         strategy.loss = strategy.loss - joined + (1 - w) * current + w * replay
@@ -153,9 +192,18 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         for task in t.unique().tolist():
             self.classes_by_task.setdefault(int(task), set()).update(
                 y[t == task].unique().tolist())
-        self._class_table = None
+        pairs = torch.stack([t, y], 1).unique(dim=0).tolist()  # sorted
+        known = set(self.class_keys)
+        self.class_keys += [key for key in map(tuple, pairs) if key not in known]
+        self._tables.clear()
         self.experiences_seen += 1
-        self.train_generator(self._to_generator_space(x))
+        x = self._to_generator_space(x)
+        ids = None
+        if self.generator.prior.conditional:
+            ids = self._class_ids(t, y)
+            self.generator.prior.observe(ids)
+        self.train_generator(x, ids)
+        self.fit_prior(x)
         self.frozen_generator = _frozen_copy(self.generator)
         self.frozen_solver = _frozen_copy(strategy.model)
 
@@ -168,24 +216,58 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             return self.config.replay_weight
         return 1.0 - 1.0 / t
 
-    def train_generator(self, x: torch.Tensor) -> None:
+    def train_generator(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> None:
         """Train the generator on ``x`` (in [0, 1] space) plus replay from its frozen copy.
 
+        ``classes``: the prior's class id of each image, for a class-conditional prior.
         The generator's loss is weighted like the solver's (``replay_weight``).
         """
         cfg, gen = self.config, self.generator
         w = self.replay_weight(self.experiences_seen)
         gen.train()
-        batches = TensorBatches([x], cfg.generator_batch_size, iterations=cfg.generator_iterations)
-        for (xb,) in batches:
-            loss = gen.loss(xb)["loss"]
+        tensors = [x] if classes is None else [x, classes]
+        batches = TensorBatches(tensors, cfg.generator_batch_size,
+                                iterations=cfg.generator_iterations)
+        for xb, *cb in batches:
+            loss = gen.loss(xb, *cb)["loss"]
             if self.frozen_generator is not None:
-                replay = self.frozen_generator.sample(len(xb))
-                loss = (1 - w) * loss + w * gen.loss(replay)["loss"]
+                replay, replay_classes = self.frozen_generator.sample_with_classes(len(xb))
+                loss = (1 - w) * loss + w * gen.loss(replay, replay_classes)["loss"]
             self.generator_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.generator_optimizer.step()
         gen.eval()
+
+    def fit_prior(self, x: torch.Tensor) -> None:
+        """Fit the generator's prior (if it is fitted) to posterior samples of what the
+        generator was just trained on: ``x`` and replay, in the proportions of its loss."""
+        if not self.generator.prior.needs_fit:
+            return
+        n_replay = 0
+        if self.frozen_generator is not None:
+            n_replay = round(self.replay_weight(self.experiences_seen) * FIT_SAMPLES)
+        pick = torch.randint(len(x), (FIT_SAMPLES - n_replay,), device=x.device)
+        images = [x[pick]] + [self.frozen_generator.sample(min(_SAMPLE_CHUNK, n_replay - i))
+                              for i in range(0, n_replay, _SAMPLE_CHUNK)]
+        mu, logvar = posterior_moments(self.generator, torch.cat(images))
+        self.generator.prior.fit(mu + (0.5 * logvar).exp() * torch.randn_like(mu))
+
+    def replayed_classes(self, n: int, generator: torch.Generator | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Task and frozen-solver label of ``n`` samples from the frozen generator.
+
+        What replay looks like to the solver, whichever labels training uses: the replay
+        class-balance diagnostic. ``generator`` keeps the global random stream untouched.
+        """
+        if self.frozen_generator is None:
+            raise ValueError("nothing to replay before the first experience has been learnt")
+        device = self.generator.fc_mu.weight.device
+        tasks, labels = [], []
+        for start in range(0, n, _SAMPLE_CHUNK):
+            x_r, t_r, _ = self._sample_replay(min(_SAMPLE_CHUNK, n - start), device, generator)
+            tasks.append(t_r)
+            labels.append(self._solver_labels(x_r, t_r, None)[0])
+        return torch.cat(tasks).cpu(), torch.cat(labels).cpu()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the stream: generator, frozen copies, counters."""
@@ -196,6 +278,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             "frozen_solver": _state_or_none(self.frozen_solver),
             "experiences_seen": self.experiences_seen,
             "classes_by_task": {t: sorted(c) for t, c in self.classes_by_task.items()},
+            "class_keys": list(self.class_keys),
         }
 
     def load_state_dict(self, state: dict[str, Any], solver: nn.Module) -> None:
@@ -204,7 +287,8 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.experiences_seen = int(state["experiences_seen"])
         self.classes_by_task = {int(t): set(c) for t, c in state["classes_by_task"].items()}
-        self._class_table = None
+        self.class_keys = [(int(t), int(c)) for t, c in state["class_keys"]]
+        self._tables.clear()
         self.frozen_generator = self.frozen_solver = None
         if state["frozen_generator"] is not None:
             self.frozen_generator = _frozen_copy(self.generator)
@@ -213,29 +297,66 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             self.frozen_solver.load_state_dict(state["frozen_solver"])
 
     # -- helpers -------------------------------------------------------------------------------
-    def _sample_replay(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        x_r = self._to_solver_space(self.frozen_generator.sample(n))
+    def _sample_replay(self, n: int, device: torch.device,
+                       generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``n`` replayed inputs (solver space), their task labels, and the class each was
+        drawn from (None for an unconditional prior)."""
+        images, ids = self.frozen_generator.sample_with_classes(n, generator)
+        x_r = self._to_solver_space(images)
+        if ids is not None:  # the drawn class fixes the task too
+            keys = self._table("keys", lambda: torch.tensor(self.class_keys, device=device))
+            return x_r, keys[ids, 0], keys[ids, 1]
         tasks = torch.tensor(sorted(self.classes_by_task), device=device)
-        t_r = tasks[torch.randint(len(tasks), (n,), device=device)]
-        return x_r, t_r
+        t_r = tasks[torch.randint(len(tasks), (n,), device=device, generator=generator)]
+        return x_r, t_r, None
 
-    def _allowed_classes(self, t_r: torch.Tensor, n_outputs: int) -> torch.Tensor:
-        """(n, n_outputs) mask of the classes each replayed sample's task has seen."""
-        table = self._class_table
-        if table is None or table.shape[1] != n_outputs or table.device != t_r.device:
-            table = torch.zeros(max(self.classes_by_task) + 1, n_outputs, dtype=torch.bool,
-                                device=t_r.device)
-            for task, classes in self.classes_by_task.items():
-                table[task, sorted(classes)] = True
-            self._class_table = table  # rebuilt when the classes seen change
-        return table[t_r]
+    def _solver_labels(self, x_r: torch.Tensor, t_r: torch.Tensor, temperature: float | None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen solver's hard labels for replay and, at a temperature, soft targets."""
+        with torch.no_grad():
+            logits = avalanche_forward(self.frozen_solver, x_r, t_r)
+        # The frozen solver may only name classes seen before; the student is scored over all
+        # its outputs, so replay also pushes down the new classes on old-looking inputs.
+        seen = self._table("seen", lambda: _class_mask(self.classes_by_task, logits))
+        masked = logits.masked_fill(~seen[t_r], -math.inf)
+        soft = None if temperature is None else F.softmax(masked / temperature, dim=1)
+        return masked.argmax(1), soft
+
+    def _active_classes(self, t: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
+        """(n, n_outputs) mask of the classes seen so far, this experience's included."""
+        def build() -> torch.Tensor:
+            active = {task: set(c) for task, c in self.classes_by_task.items()}
+            for task, classes in self._current_classes.items():
+                active.setdefault(task, set()).update(classes)
+            return _class_mask(active, out)
+
+        table = self._table("active", build)
+        return table[torch.zeros(len(out), dtype=torch.long, device=out.device) if t is None
+                     else t]
+
+    def _class_ids(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The prior's class id (position in ``class_keys``) of each (task, label) pair."""
+        keys = torch.tensor(self.class_keys, device=y.device)
+        lookup = torch.full((int(keys[:, 0].max()) + 1, int(keys[:, 1].max()) + 1), -1,
+                            dtype=torch.long, device=y.device)
+        lookup[keys[:, 0], keys[:, 1]] = torch.arange(len(keys), device=y.device)
+        return lookup[t, y]
+
+    def _table(self, name: str, build: Any) -> torch.Tensor:
+        """A cached lookup table, rebuilt after the classes seen change."""
+        if name not in self._tables:
+            self._tables[name] = build()
+        return self._tables[name]
 
     def _replay_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._replay_targets is None:
             return F.cross_entropy(logits, y)
-        temp = self.config.temperature
-        log_p = F.log_softmax(logits / temp, dim=1)
-        return -(self._replay_targets * log_p).sum(1).mean() * temp**2
+        temp, targets = self.config.temperature, self._replay_targets
+        # Classes masked out of the student (active classes) have -inf log-probability and a
+        # zero target: their term is 0, not NaN.
+        log_p = F.log_softmax(logits / temp, dim=1).masked_fill(targets == 0, 0.0)
+        return -(targets * log_p).sum(1).mean() * temp**2
 
     def _normalization(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.config.input_mean is None:
@@ -266,6 +387,20 @@ class BinVAEReplayPlugin(SupervisedPlugin):
                     "generator models [0, 1]; pass the stream's normalization as "
                     "ReplayConfig(input_mean=..., input_std=...) or use a Gaussian likelihood")
         self._inputs_checked = True
+
+
+def _task_labels(strategy: Any) -> torch.Tensor | None:
+    """The minibatch's task labels; None for (x, y) batches, which carry none."""
+    return strategy.mbatch[-1] if len(strategy.mbatch) >= 3 else None
+
+
+def _class_mask(classes_by_task: dict[int, set[int]], like: torch.Tensor) -> torch.Tensor:
+    """(tasks, outputs) bool table: True where the task has seen the class."""
+    table = torch.zeros(max(classes_by_task) + 1, like.shape[1], dtype=torch.bool,
+                        device=like.device)
+    for task, classes in classes_by_task.items():
+        table[task, sorted(classes)] = True
+    return table
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:

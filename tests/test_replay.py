@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 
 import pytest
@@ -14,6 +15,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training import LwF
 from torch.utils.data import TensorDataset
 
+from cl_binvae.priors import PriorConfig
 from cl_binvae.replay import BinVAEReplayPlugin, ReplayConfig
 from cl_binvae.solvers import SolverConfig, build_solver
 from cl_binvae.strategy import BinVAEGenerativeReplay
@@ -46,11 +48,13 @@ class Recorder(SupervisedPlugin):
         })
 
 
-def make_strategy(stream, plugin_cls=BinVAEReplayPlugin, plugins=(), iterations=15, **replay):
+def make_strategy(stream, plugin_cls=BinVAEReplayPlugin, plugins=(), iterations=15,
+                  prior="mixture", **replay):
     torch.manual_seed(0)
     n_tasks = stream.n_experiences if stream.config.scenario == "task" else 1
     model = build_solver(stream.input_shape, stream.n_outputs, n_tasks, TINY_SOLVER)
-    generator = build_vae(stream.input_shape, TINY_VAE)
+    generator = build_vae(stream.input_shape,
+                          dataclasses.replace(TINY_VAE, prior=PriorConfig(prior, components=3)))
     strategy = BinVAEGenerativeReplay(
         model=model, optimizer=torch.optim.Adam(model.parameters(), 1e-3), generator=generator,
         replay=ReplayConfig(generator_iterations=iterations, **replay),
@@ -173,16 +177,18 @@ def _checkpoint(strategy) -> bytes:
     return buffer.getvalue()
 
 
-def test_state_dict_round_trip_continues_the_stream_identically(streams):
+@pytest.mark.parametrize("prior", ["mixture", "fitted", "codes"])
+def test_state_dict_round_trip_continues_the_stream_identically(streams, prior):
     """Checkpoint after experience 1, restore into fresh objects, train experience 2 in both:
-    every parameter of solver and generator ends the same (optimizer states included)."""
+    every parameter of solver and generator, and the prior's state, end the same (optimizer
+    states included)."""
     stream = streams["class"].benchmark.train_stream
-    original = make_strategy(streams["class"])
+    original = make_strategy(streams["class"], prior=prior)
     for exp in stream[:2]:
         original.train(exp)
     blob = _checkpoint(original)
 
-    restored = make_strategy(streams["class"])
+    restored = make_strategy(streams["class"], prior=prior)
     state = torch.load(io.BytesIO(blob), weights_only=False)
     restored.model.load_state_dict(state["model"])
     # Avalanche resets optimizer state when a strategy first trains: reset first, then load.
@@ -198,6 +204,72 @@ def test_state_dict_round_trip_continues_the_stream_identically(streams):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(p, q), name
     assert original.replay_plugin.experiences_seen == restored.replay_plugin.experiences_seen == 3
+    assert original.replay_plugin.class_keys == restored.replay_plugin.class_keys
+
+
+def test_codes_prior_replays_the_drawn_classes(streams):
+    """Labelled by the prior, replay's labels are the classes the codes prior drew: seen
+    classes only, about uniformly; the prior has a code for every class seen."""
+    recorder = Recorder("before_forward")
+    strategy = make_strategy(streams["class"], plugins=[recorder], prior="codes",
+                             replay_labels="prior")
+    for exp in streams["class"].benchmark.train_stream[:3]:
+        strategy.train(exp)
+    plugin = strategy.replay_plugin
+    assert plugin.generator.prior.classes.tolist() == [0, 1, 2, 3, 4, 5]
+    assert plugin.frozen_generator.prior.classes.tolist() == [0, 1, 2, 3, 4, 5]
+    labels = torch.cat([c["mbatch"][1][32:] for c in recorder.calls if c["exp"] == 2])
+    counts = torch.bincount(labels, minlength=10)
+    assert counts[4:].sum() == 0 and (counts[:4] > 0.15 * len(labels)).all()
+
+
+def test_fitted_prior_is_refitted_after_every_experience(streams):
+    strategy = make_strategy(streams["class"], prior="fitted")
+    means = []
+    for exp in streams["class"].benchmark.train_stream[:2]:
+        strategy.train(exp)
+        prior = strategy.replay_plugin.generator.prior
+        means.append(prior.means.clone())
+        assert int(prior.fits) == len(means)
+        # The frozen copy replays what was just fitted.
+        assert torch.equal(strategy.replay_plugin.frozen_generator.prior.means, prior.means)
+    assert means[0].shape == (3, 8) and not torch.equal(means[0], means[1])
+
+
+def test_active_classes_score_only_the_classes_seen_so_far(streams):
+    recorder = Recorder()
+    strategy = make_strategy(streams["class"], plugins=[recorder], active_classes=True)
+    for exp in streams["class"].benchmark.train_stream[:2]:
+        strategy.train(exp)
+    for exp, n_active in ((0, 2), (1, 4)):
+        call = next(c for c in recorder.calls if c["exp"] == exp)
+        x, y, _ = call["mbatch"]
+        out = call["output"][:, :n_active]
+        n = 32
+        expected = F.cross_entropy(out[:n], y[:n])
+        if exp == 1:
+            expected = expected / 2 + F.cross_entropy(out[n:], y[n:]) / 2
+        assert call["loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_active_classes_with_distillation_stay_finite(streams):
+    strategy = make_strategy(streams["class"], active_classes=True, temperature=2.0)
+    for exp in streams["class"].benchmark.train_stream[:2]:
+        strategy.train(exp)  # FiniteLossCheck is not attached here: check the weights
+    assert all(torch.isfinite(p).all() for p in strategy.model.parameters())
+
+
+def test_replayed_classes_measure_what_the_frozen_solver_sees(streams):
+    strategy = make_strategy(streams["class"])
+    for exp in streams["class"].benchmark.train_stream[:2]:
+        strategy.train(exp)
+    state = torch.get_rng_state()
+    tasks, labels = strategy.replay_plugin.replayed_classes(
+        1000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream is untouched
+    assert tasks.shape == labels.shape == (1000,) and set(labels.tolist()) <= {0, 1, 2, 3}
+    again = strategy.replay_plugin.replayed_classes(1000, torch.Generator().manual_seed(0))
+    assert torch.equal(again[1], labels)
 
 
 def test_works_inside_lwf_on_task_il(streams):
@@ -256,6 +328,8 @@ def test_normalized_inputs_are_refused_at_the_first_minibatch(streams):
     ({"temperature": float("nan")}, "temperature"),
     ({"replay_weight": 1.5}, "replay_weight"),
     ({"input_mean": [0.1]}, "input_std"),
+    ({"replay_labels": "oracle"}, "replay_labels"),
+    ({"replay_labels": "prior", "temperature": 2.0}, "drop temperature"),
 ])
 def test_bad_replay_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -272,3 +346,5 @@ def test_generator_of_the_wrong_shape_is_refused_before_training(streams):
     assert strategy.clock.train_exp_iterations == 0
     with pytest.raises(TypeError, match="BaseVAE"):
         BinVAEReplayPlugin(model)
+    with pytest.raises(ValueError, match="class-conditional prior"):
+        BinVAEReplayPlugin(build_vae((1, 28, 28), TINY_VAE), ReplayConfig(replay_labels="prior"))
