@@ -32,33 +32,19 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from cl_binvae.configs import PriorConfig
 from cl_binvae.regularizer import binarized_kl, binarized_prior_log_prob, sample_binarized_prior
 
+__all__ = ["PRIORS", "CodesPrior", "FittedPrior", "LatentPrior", "MixturePrior", "PriorConfig",
+           "StandardPrior", "build_prior"]
+
 _LOG_2PI = math.log(2 * math.pi)
-
-
-@dataclass(frozen=True)
-class PriorConfig:
-    """Which prior a generator samples from. ``components``: K of ``fitted``; ``seed``: draws
-    the codes of ``codes`` and seeds the mixture fit of ``fitted``."""
-
-    name: str = "mixture"
-    components: int = 20
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.name not in PRIORS:
-            raise ValueError(f"unknown prior {self.name!r}; choose one of {tuple(PRIORS)}")
-        if isinstance(self.components, bool) or not isinstance(self.components, int) \
-                or self.components < 1:
-            raise ValueError(f"the fitted prior needs K >= 1 components, got {self.components}")
 
 
 class LatentPrior(nn.Module, abc.ABC):

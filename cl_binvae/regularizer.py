@@ -16,13 +16,9 @@ import math
 
 import torch
 
+from cl_binvae.configs import check_radius
 
-def check_radius(r: float) -> float:
-    """Return ``r`` as a float, or raise ``ValueError`` unless it is finite and >= 0."""
-    r = float(r)
-    if not math.isfinite(r) or r < 0:
-        raise ValueError(f"the binarization radius r must be finite and >= 0, got r={r}")
-    return r
+__all__ = ["binarized_kl", "binarized_prior_log_prob", "check_radius", "sample_binarized_prior"]
 
 
 def binarized_kl(mu: torch.Tensor, logvar: torch.Tensor, r: float) -> torch.Tensor:

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
 
-SOLVER_ARCHITECTURES = ("mlp", "conv")
+from cl_binvae.configs import SolverConfig
 
-
-@dataclass(frozen=True)
-class SolverConfig:
-    """``mlp``: ``hidden`` fully connected ReLU layers (the reference protocol's 2x400).
-    ``conv``: stride-2 conv layers of ``channels`` with batch norm, then one hidden layer."""
-
-    arch: str = "mlp"
-    hidden: tuple[int, ...] = (400, 400)
-    channels: tuple[int, ...] = (32, 64, 128)
-
-    def __post_init__(self) -> None:
-        if self.arch not in SOLVER_ARCHITECTURES:
-            raise ValueError(f"unknown solver {self.arch!r}; choose one of {SOLVER_ARCHITECTURES}")
+__all__ = ["SolverConfig", "build_solver"]
 
 
 def build_trunk(input_shape: tuple[int, ...], config: SolverConfig) -> tuple[nn.Module, int]:

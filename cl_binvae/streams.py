@@ -21,40 +21,10 @@ import torch
 from avalanche.benchmarks import NCScenario, nc_benchmark
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 
+from cl_binvae.configs import SCENARIOS, STREAMS, StreamConfig, source_dataset
 from cl_binvae.data import ArrayDataset, DataError, load_dataset
 
-SCENARIOS = ("class", "task", "domain")
-STREAMS = ("split_mnist", "permuted_mnist", "split_cifar10")
-_SOURCES = {"split_mnist": "mnist", "permuted_mnist": "mnist", "split_cifar10": "cifar10"}
-
-
-@dataclass(frozen=True)
-class StreamConfig:
-    """Which stream to build; ``name`` is a built-in stream or a path to a user ``.npz``.
-
-    ``n_experiences`` defaults to 5 for split streams and 10 for permuted-MNIST.
-    ``class_order_seed``: None keeps the classes in label order (the reference protocol);
-    an integer draws a seeded random order. ``seed`` seeds the permutations.
-    """
-
-    name: str = "split_mnist"
-    scenario: str = "class"
-    n_experiences: int | None = None
-    seed: int = 0
-    class_order_seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {SCENARIOS}")
-        if self.name not in STREAMS and not self.name.endswith(".npz"):
-            raise ValueError(f"unknown stream {self.name!r}; choose one of {STREAMS} or give "
-                             "the path to a .npz file")
-        if self.n_experiences is not None and self.n_experiences < 1:
-            raise ValueError(f"n_experiences must be >= 1, got {self.n_experiences}")
-
-    @property
-    def is_permuted(self) -> bool:
-        return self.name == "permuted_mnist"
+__all__ = ["SCENARIOS", "STREAMS", "Stream", "StreamConfig", "build_stream", "source_dataset"]
 
 
 @dataclass
@@ -84,11 +54,6 @@ def pixel_permutations(n: int, n_pixels: int, seed: int) -> list[np.ndarray]:
     """``n`` seeded random permutations of ``n_pixels`` pixel positions."""
     rng = np.random.default_rng(seed)
     return [rng.permutation(n_pixels) for _ in range(n)]
-
-
-def source_dataset(stream: str) -> str:
-    """The dataset a stream is cut from: 'mnist', 'cifar10' or the user's .npz path."""
-    return _SOURCES.get(stream, stream)
 
 
 def build_stream(config: StreamConfig, data_root: str | os.PathLike | None = None) -> Stream:

@@ -18,54 +18,15 @@ from __future__ import annotations
 import abc
 import itertools
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cl_binvae.priors import PriorConfig, build_prior
-from cl_binvae.regularizer import check_radius
+from cl_binvae.configs import VARIANTS, VAEConfig
+from cl_binvae.priors import build_prior
 
-VARIANTS = ("vae", "beta", "capacity")
-LIKELIHOODS = ("bernoulli", "gaussian")
-ARCHITECTURES = ("mlp", "conv")
-
-
-@dataclass(frozen=True)
-class VAEConfig:
-    """Everything that defines a generator except the input shape, which comes from the data."""
-
-    r: float = 0.0
-    variant: str = "vae"
-    beta: float = 1.0
-    capacity_max: float = 25.0
-    capacity_steps: int = 10_000
-    likelihood: str = "bernoulli"
-    arch: str = "mlp"
-    z_dim: int = 100
-    hidden: tuple[int, ...] = (400, 400)
-    channels: tuple[int, ...] = (32, 64, 128)
-    prior: PriorConfig = PriorConfig()
-
-    def __post_init__(self) -> None:
-        check_radius(self.r)
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown VAE variant {self.variant!r}; choose one of {VARIANTS}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {self.likelihood!r}; choose one of {LIKELIHOODS}")
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}; choose one of {ARCHITECTURES}")
-        if not (math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta must be finite and > 0, got beta={self.beta}")
-        if self.variant == "vae" and self.beta != 1.0:
-            raise ValueError(f"variant 'vae' has beta = 1 (got beta={self.beta}); use 'beta'")
-        if not (math.isfinite(self.capacity_max) and self.capacity_max >= 0):
-            raise ValueError(f"capacity_max must be finite and >= 0, got {self.capacity_max}")
-        if self.capacity_steps <= 0:
-            raise ValueError(f"capacity_steps must be > 0, got {self.capacity_steps}")
-        if self.z_dim <= 0 or any(h <= 0 for h in self.hidden + self.channels):
-            raise ValueError("z_dim, hidden and channels must be positive")
+__all__ = ["MLPVAE", "VARIANTS", "BaseVAE", "ConvVAE", "VAEConfig", "build_vae"]
 
 
 class BaseVAE(nn.Module, abc.ABC):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from cl_binvae.configs import PRIOR_NAMES
 from cl_binvae.diagnostics import replay_class_balance
 from cl_binvae.priors import PRIORS, CodesPrior, FittedPrior, PriorConfig, build_prior
 from cl_binvae.vae import VAEConfig, build_vae
@@ -145,6 +146,10 @@ def test_the_codes_prior_changes_the_generators_kl():
                                                                               rel=1e-5)
     with pytest.raises(ValueError, match="class of every image"):
         vae.loss(x)
+
+
+def test_the_light_config_knows_every_prior():
+    assert tuple(PRIORS) == PRIOR_NAMES
 
 
 def test_bad_input():
