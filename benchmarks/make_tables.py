@@ -2,48 +2,75 @@
 
 Usage::
 
-    python benchmarks/tabulate.py [--runs ROOT [ROOT ...]] [--out DIR] [--no-figures]
+    python benchmarks/make_tables.py [--runs ROOT [ROOT ...]] [--out DIR] [--no-figures]
+                                     [--import FILE_OR_MODULE ...]
 
-Writes into ``--out`` (default ``results/``): ``runs_index.csv``, per (stream, scenario, preset)
-``table_<stream>_<scenario>_<preset>.{md,csv,tex}``, and the PNG figures under ``figures/``.
-Unfinished or corrupt run folders are reported on stderr and left out. Exit status 2, with a
-one-line error, for a runs root that is missing or holds no finished run.
+Writes into ``--out`` (default ``results/``): ``runs_index.csv``, per (stream, scenario,
+protocol) ``table_<stream>_<scenario>_<preset>[_it<N>].{md,csv,tex}``, and PNG figures under
+``figures/``, each file atomically. Unfinished, damaged or unreadable run folders are reported
+on stderr and left out; runs of your own methods need the ``--import`` that registered them.
+Exit status 2, with a one-line error, for bad arguments, an output folder that cannot be
+written, or a runs root that is missing or holds no finished run.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
-from cl_binvae.results import ResultsError, load_runs, write_tables
+from cl_binvae.cli import OneLineParser, fail, import_methods
+
+PROG = "make_tables.py"
 
 
 def _report(message: str) -> None:
-    print(f"tabulate: {message}", file=sys.stderr)
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _writable_folder(folder: Path) -> None:
+    """``OSError`` unless ``folder`` exists or can be made, and takes files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise OSError(f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", default=[Path("runs")],
                         help="results roots, one folder per run in each (default: runs)")
     parser.add_argument("--out", type=Path, default=Path("results"),
                         help="output folder (default: results)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the figures into OUT/figures (default: yes)")
+    parser.add_argument("--import", dest="imports", nargs="+", default=[],
+                        metavar="FILE_OR_MODULE",
+                        help="files or modules that register your own methods (as for run.py)")
     args = parser.parse_args(argv)
     try:
-        runs = load_runs(args.runs, _report)
-    except ResultsError as err:
-        _report(f"error: {err}")
-        return 2
-    written = write_tables(runs, args.out)
-    if args.figures:
-        # Imported here so that tables alone do not pay for seaborn and matplotlib.
-        from cl_binvae.figures import write_figures
+        import_methods(args.imports)
+        # Every output folder first: a bad one must fail before any table is rewritten.
+        _writable_folder(args.out)
+        if args.figures:
+            _writable_folder(args.out / "figures")
+        from cl_binvae.results import ResultsError, load_runs, write_tables
 
-        written += write_figures(runs, args.out / "figures", _report)
+        try:
+            runs = load_runs(args.runs, _report)
+        except ResultsError as err:
+            return fail(PROG, err)
+        written = write_tables(runs, args.out)
+        if args.figures:
+            # Imported here so that tables alone do not pay for seaborn and matplotlib.
+            from cl_binvae.figures import write_figures
+
+            written += write_figures(runs, args.out / "figures", _report)
+    except (ValueError, OSError) as err:
+        return fail(PROG, err)
     print(f"{len(runs)} runs tabulated; wrote {len(written)} files to {args.out}")
     return 0
 

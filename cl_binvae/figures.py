@@ -2,11 +2,14 @@
 
 Figures are drawn on bare ``matplotlib.figure.Figure`` objects, which render through the Agg
 canvas: no pyplot, so no GUI backend and no global figure state to leak between calls.
-Means and sds come from ``results.mean_sd``, the same numbers as in the tables.
+Means and sds come from ``results.mean_sd``, the same numbers as in the tables. Which runs
+are joint bounds, take r, or have generators comes from the method registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,17 +20,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from cl_binvae.results import (
-    GENERATOR_STRATEGY,
-    JOINT,
-    Report,
-    Run,
-    by_group,
-    by_method,
-    mean_sd,
-)
-
-SAMPLES_BASELINE = "dgr"  # generative replay with a plain VAE: the r = 0 reference
+from cl_binvae.atomic import atomic_path
+from cl_binvae.configs import PRIOR_NAMES
+from cl_binvae.results import Report, Run, by_group, by_method, mean_sd
+from cl_binvae.rundir import RunDirectory, RunError, samples_name
 
 FigureMaker = Callable[[Sequence[Run], str, Report], Figure | None]
 
@@ -65,7 +61,7 @@ def accuracy_heatmaps(runs: Sequence[Run], title: str, note: Report) -> Figure |
     """Accuracy matrix (mean over seeds) of every sequential method; joint has no matrix."""
     matrices = {
         method: [run.matrix for run in members]
-        for method, members in by_method(runs).items() if members[0].strategy != JOINT
+        for method, members in by_method(runs).items() if not members[0].joint
     }
     matrices = {m: a for m, a in matrices.items() if _same_shape(m, a, note)}
     if not matrices:
@@ -83,18 +79,18 @@ def accuracy_heatmaps(runs: Sequence[Run], title: str, note: Report) -> Figure |
 
 def accuracy_curves(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
     """Average accuracy on the experiences seen so far, after each experience (mean ± sd)."""
-    if all(run.strategy == JOINT for run in runs):
+    if all(run.joint for run in runs):
         note("skipped: no sequential method")
         return None
     fig, (ax,) = _figure()
     colors = _colors(runs)
     for method, members in by_method(runs).items():
-        if members[0].strategy == JOINT:
+        if members[0].joint:
             # Joint trains once on everything: its final accuracy is the reference ceiling.
-            mean, _, n = mean_sd(run.final_avg_accuracy for run in members)
+            mean, _, n = mean_sd(run.metrics.final_avg_accuracy for run in members)
             ax.axhline(mean, color=colors[method], linestyle="--", label=f"{method} (n={n})")
             continue
-        curves = [np.array(run.avg_accuracy_per_step) for run in members]
+        curves = [np.array(run.metrics.avg_accuracy_per_step) for run in members]
         if not _same_shape(method, curves, note):
             continue
         mean, sd, _ = np.array([mean_sd(step) for step in zip(*curves, strict=True)]).T
@@ -108,42 +104,59 @@ def accuracy_curves(runs: Sequence[Run], title: str, note: Report) -> Figure | N
     return fig
 
 
-def r_sweep(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
-    """Final average accuracy against r for binvae_gr, with dgr as r = 0 if no r = 0 run.
+def _without_r(run: Run) -> str:
+    """The run's settings with r and seed dropped: one line of the r sweep."""
+    return dataclasses.replace(run.config, r=0.0, seed=0).label(with_r=False)
 
-    One line per distill setting; naive and joint, if present, are horizontal references.
-    """
-    binvae = [run for run in runs if run.strategy == GENERATOR_STRATEGY]
-    series = []  # (distill, final accuracies by r, dgr runs standing in for r = 0)
-    for distill in sorted({run.distill for run in binvae}):
+
+def _r_series(runs: Sequence[Run]) -> list[tuple[str, dict[float, list[float]], list[Run]]]:
+    """(label, final accuracies by r, baseline runs drawn as r = 0) per line of the r sweep:
+    runs of a method that takes r, by their other settings. The r = 0 point is the method's
+    own r = 0 runs, or else its ``r_baseline`` method's runs with the same settings."""
+    series = []
+    takes_r = [run for run in runs if run.config.method_record.takes_r]
+    for label in dict.fromkeys(map(_without_r, takes_r)):
+        members = [run for run in takes_r if _without_r(run) == label]
         finals: dict[float, list[float]] = {}
-        for run in binvae:
-            if run.distill == distill:
-                finals.setdefault(run.r, []).append(run.final_avg_accuracy)
-        baseline = [] if 0.0 in finals else [
-            run for run in runs if run.strategy == SAMPLES_BASELINE and run.distill == distill]
+        for run in members:
+            finals.setdefault(run.config.r, []).append(run.metrics.final_avg_accuracy)
+        twin = members[0].config.method_record.r_baseline
+        baseline = [] if 0.0 in finals or twin is None else [
+            run for run in runs if run.config.strategy == twin
+            and _without_r(run) == label.replace(members[0].config.strategy, twin, 1)]
         if baseline:
-            finals[0.0] = [run.final_avg_accuracy for run in baseline]
+            finals[0.0] = [run.metrics.final_avg_accuracy for run in baseline]
         if len(finals) > 1:
-            series.append((distill, finals, baseline))
+            series.append((label, finals, baseline))
+    return series
+
+
+def r_sweep(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+    """Final average accuracy against r, one line per setting of the other options (prior,
+    labels, distillation, ...), with the r = 0 twin (dgr) as r = 0 where that is missing.
+
+    Naive and joint, if present, are horizontal references.
+    """
+    series = _r_series(runs)
     if not series:
-        note("skipped: no binvae_gr runs at two or more values of r")
+        note("skipped: no method that takes r at two or more values of r")
         return None
     fig, (ax,) = _figure()
-    for distill, finals, baseline in series:
+    # Neutral colours for a single line: the palette colours belong to the reference lines.
+    line_colors = (["black"] if len(series) == 1
+                   else sns.color_palette("Dark2", len(series)))
+    for (label, finals, baseline), color in zip(series, line_colors, strict=True):
         r = sorted(finals)
         mean, sd, _ = np.array([mean_sd(finals[x]) for x in r]).T
-        # Neutral colours: the palette colours belong to the reference lines' methods.
-        color = "dimgray" if distill else "black"
         ax.errorbar(r, mean, yerr=np.nan_to_num(sd), marker="o", capsize=4, color=color,
-                    label=GENERATOR_STRATEGY + ("+distill" if distill else ""))
+                    label=label)
         if baseline:
             ax.plot(0.0, mean[0], "s", color=color, markersize=11, fillstyle="none",
                     label=f"{baseline[0].method} as r=0")
     methods, colors = by_method(runs), _colors(runs)
-    for reference in ("naive", JOINT):
+    for reference in ("naive", "joint"):
         if reference in methods:
-            mean, _, n = mean_sd(run.final_avg_accuracy for run in methods[reference])
+            mean, _, n = mean_sd(run.metrics.final_avg_accuracy for run in methods[reference])
             ax.axhline(mean, color=colors[reference], linestyle="--", label=f"{reference} (n={n})")
     ax.set(xlabel="Binarization radius r", ylabel="Final average accuracy", ylim=(0, 1.02),
            title=f"Final accuracy against r (mean ± sd over seeds)\n{title}")
@@ -153,7 +166,7 @@ def r_sweep(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
 
 def forgetting_bars(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
     """Average forgetting per method (mean ± sd over seeds); methods without it left out."""
-    stats = {method: mean_sd(run.avg_forgetting for run in members)
+    stats = {method: mean_sd(run.metrics.avg_forgetting for run in members)
              for method, members in by_method(runs).items()}
     stats = {method: s for method, s in stats.items() if s[2] > 0}
     if not stats:
@@ -171,24 +184,27 @@ def forgetting_bars(runs: Sequence[Run], title: str, note: Report) -> Figure | N
 
 
 def _sample_images(run: Run) -> dict[int, Path]:
-    return {i: run.path / f"samples_exp{i}.png" for i in range(run.n_experiences)
-            if (run.path / f"samples_exp{i}.png").exists()}
+    return {i: run.path / samples_name(i) for i in range(run.n_experiences)
+            if (run.path / samples_name(i)).exists()}
 
 
-def generated_samples(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
-    """Samples after each experience: dgr (r = 0) above binvae_gr at each r, from one seed.
+def generated_samples(runs: Sequence[Run], title: str, note: Report,
+                      prior: str = "mixture") -> Figure | None:
+    """Samples after each experience under one ``prior``: the r = 0 method (dgr) above each
+    method that takes r, at each r, from one seed.
 
-    The seed is the smallest one at which dgr and at least one binvae_gr run saved samples;
-    distilled runs are left out: distillation acts on the solver's labels, not the generator.
+    The seed is the smallest one with samples from both kinds; distilled and active-class
+    runs are left out, as they change the solver's losses, not the generator.
     """
-    candidates = [run for run in runs if not run.distill and _sample_images(run)
-                  and run.strategy in (SAMPLES_BASELINE, GENERATOR_STRATEGY)]
-    seeds = sorted(
-        {run.seed for run in candidates if run.strategy == SAMPLES_BASELINE}
-        & {run.seed for run in candidates if run.strategy == GENERATOR_STRATEGY}
-    )
+    candidates = [run for run in runs if run.config.prior == prior and not run.config.distill
+                  and not run.config.active_classes and run.config.method_record.generator
+                  and _sample_images(run)]
+    with_r = {run.seed for run in candidates if run.config.method_record.takes_r}
+    without_r = {run.seed for run in candidates if not run.config.method_record.takes_r}
+    seeds = sorted(with_r & without_r)
     if not seeds:
-        note("skipped: no seed with samples_exp*.png from both dgr and binvae_gr")
+        note(f"skipped: no seed with samples_exp*.png from generator methods with and without "
+             f"r under the {prior} prior")
         return None
     rows = [run for run in candidates if run.seed == seeds[0]]
     n_cols = max(run.n_experiences for run in rows)
@@ -199,7 +215,10 @@ def generated_samples(runs: Sequence[Run], title: str, note: Report) -> Figure |
             ax = axes[row * n_cols + col]
             ax.set_axis_off()
             if col in images:
-                ax.imshow(imread(images[col]), cmap="gray")  # cmap: 1-channel PNGs
+                try:
+                    ax.imshow(imread(images[col]), cmap="gray")  # cmap: 1-channel PNGs
+                except (OSError, SyntaxError, ValueError) as err:  # a truncated or bad PNG
+                    note(f"{images[col]} is unreadable ({err}); left blank")
             if row == 0:
                 ax.set_title(f"after exp {col}")
             if col == 0:
@@ -209,18 +228,57 @@ def generated_samples(runs: Sequence[Run], title: str, note: Report) -> Figure |
     return fig
 
 
-#: Output file suffix and maker of every figure, drawn once per group (see ``Group``).
+def replay_balance(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+    """Share of each seen class among replayed samples (labelled by the frozen solver) after
+    each experience, mean over seeds, one heatmap per generator method: drift toward the
+    latest classes shows as mass to the right."""
+    shares = {}
+    for method, members in by_method(runs).items():
+        frames = []
+        for run in members:
+            if not run.config.method_record.generator:
+                continue
+            try:
+                frame = RunDirectory(run.path).read_diagnostics()
+            except RunError as err:
+                note(f"{run.path}: {err}")
+                continue
+            columns = [c for c in frame.columns if c.startswith("replay_share_")]
+            if columns:
+                frames.append(frame.set_index("experience")[columns])
+        if frames:
+            shares[method] = sum(frames) / len(frames)
+    if not shares:
+        note("skipped: no run records replay class shares (diagnostics.csv replay_share_*)")
+        return None
+    fig, axes = _figure(len(shares), ncols=min(3, len(shares)), panel=(5.0, 3.6))
+    for ax, (method, table) in zip(axes, shares.items(), strict=True):
+        table.columns = [c.removeprefix("replay_share_") for c in table.columns]
+        sns.heatmap(100 * table, ax=ax, vmin=0, vmax=100, cmap="magma", annot=True, fmt=".0f",
+                    cbar=False)
+        ax.set(title=method, xlabel="Replayed class (task, class)",
+               ylabel="After training experience")
+    fig.suptitle(f"Replay class shares (%), 1000 samples labelled by the frozen solver, "
+                 f"mean over seeds\n{title}")
+    return fig
+
+
+#: Output file suffix and maker of every figure, drawn once per group (see ``Group``). Sample
+#: grids are drawn once per prior; the fair-sign mixture's keeps its original name.
 FIGURES: dict[str, FigureMaker] = {
     "accuracy_matrix": accuracy_heatmaps,
     "avg_accuracy": accuracy_curves,
     "r_sweep": r_sweep,
     "forgetting": forgetting_bars,
     "samples": generated_samples,
+    **{f"samples_{prior}": functools.partial(generated_samples, prior=prior)
+       for prior in PRIOR_NAMES if prior != "mixture"},
+    "replay_balance": replay_balance,
 }
 
 
 def write_figures(runs: Sequence[Run], out: Path, note: Report) -> list[Path]:
-    """Write every figure of every group as ``<out>/<group>_<figure>.png``.
+    """Write every figure of every group as ``<out>/<group>_<figure>.png``, atomically.
 
     A figure whose inputs are absent is skipped, with a line to ``note`` saying why.
     """
@@ -233,6 +291,7 @@ def write_figures(runs: Sequence[Run], out: Path, note: Report) -> list[Path]:
             if fig is None:
                 continue
             # No "Software" stamp: the PNG bytes then depend on the runs only.
-            fig.savefig(path, dpi=100, metadata={"Software": None})
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=100, metadata={"Software": None})
             written.append(path)
     return written

@@ -3,8 +3,11 @@
 ``paper`` follows van de Ven et al. ("Three scenarios for continual learning") per stream;
 ``cpu`` is a protocol of its own for a CPU: per stream, models and iterations chosen (by the
 pilot in ``results/pilots/``) so that every method trains to a meaningful point in about ten
-CPU-minutes per run. ``quick`` keeps the paper architectures but cuts iterations so a whole
-stream takes minutes on a CPU: a smoke check, not a result.
+CPU-minutes per run; where it equals ``paper`` (split-MNIST) a run is recorded as ``paper``.
+``quick`` keeps the paper architectures but cuts iterations so a whole stream takes minutes on
+a CPU: a smoke check, not a result.
+
+Plain Python, no torch: the driver checks a whole sweep before importing the heavy parts.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass
+from typing import Any
 
-from cl_binvae.priors import PRIORS, PriorConfig
-from cl_binvae.regularizer import check_radius
-from cl_binvae.replay import REPLAY_LABELS
-from cl_binvae.solvers import SolverConfig
-from cl_binvae.streams import STREAMS, StreamConfig
-from cl_binvae.vae import VAEConfig
+from cl_binvae.configs import (
+    REPLAY_LABELS,
+    STREAMS,
+    PriorConfig,
+    SolverConfig,
+    StreamConfig,
+    VAEConfig,
+    check_radius,
+)
+from cl_binvae.methods import Method, get_method
 
-STRATEGIES = ("naive", "joint", "er", "avalanche_gr", "dgr", "binvae_gr")
-GENERATIVE = ("dgr", "binvae_gr")  # strategies that use our replay plugin
 PRESETS = ("paper", "cpu", "quick")
 
 
@@ -73,15 +80,23 @@ _QUICK_ITERATIONS = 300
 def protocol_for(preset: str, stream: str, iterations: int | None = None) -> Protocol:
     """The protocol of ``preset`` for ``stream`` (a user's .npz gets split-MNIST's MLPs).
 
-    ``iterations`` overrides both the solver's and the generator's iterations per experience.
+    ``iterations`` overrides both the solver's and the generator's iterations per experience
+    (a cut of the preset). ``ValueError`` where that would name one protocol twice: with
+    ``quick`` (which only sets iterations), or at the preset's own number.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    if preset == "quick" and iterations is not None:
+        raise ValueError("--iterations replaces the quick preset's only change (300 "
+                         "iterations): for that protocol use --preset paper --iterations N")
     presets = _CPU if preset == "cpu" else _PAPER
     protocol = presets.get(stream, presets["split_mnist"])
     if preset == "quick":
         protocol = dataclasses.replace(protocol, iterations=_QUICK_ITERATIONS,
                                        generator_iterations=_QUICK_ITERATIONS)
+    if iterations is not None and iterations == protocol.iterations:
+        raise ValueError(f"--iterations {iterations} is the {preset} preset's own number: "
+                         "drop --iterations (a cut would name the same protocol twice)")
     if iterations is not None:
         protocol = dataclasses.replace(protocol, iterations=iterations,
                                        generator_iterations=iterations)
@@ -118,15 +133,26 @@ class RunConfig:
     active_classes: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         self.stream_config()  # building it validates stream, scenario and n_experiences
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
+        method = get_method(self.strategy)
+        if self.scenario not in method.scenarios:
+            raise ValueError(f"{self.strategy} supports the scenarios "
+                             f"{', '.join(method.scenarios)}, not {self.scenario}")
         check_radius(self.r)
-        if self.r and self.strategy != "binvae_gr":
-            raise ValueError(f"r applies to binvae_gr only, not {self.strategy}")
+        if self.r and not method.takes_r:
+            raise ValueError(f"r applies to methods that take it (binvae_gr), not "
+                             f"{self.strategy}")
         PriorConfig(self.prior, self.prior_components)  # validates name and K
-        if self.prior == "standard" and self.r == 0:  # the same N(0, I): one run, one name
+        # One protocol, one name (and one run id): N(0, I) is the mixture at r = 0, and K only
+        # matters to the fitted prior; split-MNIST's cpu preset is its paper preset.
+        if self.prior == "standard" and self.r == 0:
             object.__setattr__(self, "prior", "mixture")
+        if self.prior != "fitted":
+            object.__setattr__(self, "prior_components", _LATER_DEFAULTS["prior_components"])
+        if self.preset == "cpu" and self.preset in PRESETS \
+                and protocol_for("cpu", self.stream) == protocol_for("paper", self.stream):
+            object.__setattr__(self, "preset", "paper")
         if self.replay_labels not in REPLAY_LABELS:
             raise ValueError(f"unknown replay labels {self.replay_labels!r}; choose one of "
                              f"{REPLAY_LABELS}")
@@ -140,17 +166,31 @@ class RunConfig:
                           "replay labels": self.replay_labels != "solver",
                           "active classes": self.active_classes}
         for what, is_set in generator_only.items():
-            if is_set and self.strategy not in GENERATIVE:
-                raise ValueError(f"{what} applies to dgr and binvae_gr, not {self.strategy}")
-        if self.strategy == "avalanche_gr" and self.scenario == "task":
-            raise ValueError("avalanche_gr ignores task labels (Avalanche's GenerativeReplay "
-                             "is not task-aware); use --scenario class or domain")
+            if is_set and not method.generator:
+                raise ValueError(f"{what} applies to methods with our replay plugin (dgr, "
+                                 f"binvae_gr), not {self.strategy}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seeds must be in [0, 2**32), got {self.seed}")
         if self.iterations is not None and self.iterations <= 0:
             raise ValueError(f"iterations must be > 0, got {self.iterations}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
+        protocol_for(self.preset, self.stream, self.iterations)  # validates the preset
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> RunConfig:
+        """The run a run directory's ``config.json`` records; settings added since it was
+        written take their defaults. ``ValueError`` for unknown or invalid settings,
+        ``TypeError`` for something that is not a dict."""
+        if not isinstance(settings, dict):
+            raise TypeError(f"a run's settings must be a JSON object, got {settings!r}")
+        unknown = set(settings) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown run settings {sorted(unknown)}")
+        return cls(**settings)
+
+    @property
+    def method_record(self) -> Method:
+        """The registered method this run uses."""
+        return get_method(self.strategy)
 
     def stream_config(self) -> StreamConfig:
         """The stream this run trains on; permutations are seeded by the run's seed."""
@@ -166,9 +206,15 @@ class RunConfig:
 
     @property
     def method(self) -> str:
-        """Strategy, with r for binvae_gr, the prior and labels when not the defaults, and
-        +distill / +active where set (as the tables name it)."""
-        name = f"{self.strategy} r={self.r:g}" if self.strategy == "binvae_gr" else self.strategy
+        """The method as tables name it: the strategy, r for methods that take it, the prior
+        and labels when not the defaults, and +distill / +active where set."""
+        return self.label(with_r=True)
+
+    def label(self, with_r: bool = True) -> str:
+        """``method``, optionally without its r (the r-sweep's name for a line of runs)."""
+        name = self.strategy
+        if with_r and self.method_record.takes_r:
+            name += f" r={self.r:g}"
         if self.prior != "mixture":
             k = self.prior_components if self.prior == "fitted" else ""
             name += f" prior={self.prior}{k}"
@@ -176,6 +222,12 @@ class RunConfig:
             name += f" labels={self.replay_labels}"
         return name + ("+distill" if self.distill else "") + ("+active" if self.active_classes
                                                               else "")
+
+    @property
+    def table_key(self) -> tuple:
+        """Where this run's method sorts in a table: by the method's rank, then its settings."""
+        return (self.method_record.rank, self.strategy, self.prior, self.prior_components,
+                self.replay_labels, self.distill, self.active_classes, self.r)
 
     def describe(self) -> dict:
         """The run and its full protocol, as JSON-ready dicts."""
@@ -201,6 +253,22 @@ class RunConfig:
         method = (self.method.replace(" r=", "-r").replace(" prior=", "-")
                   .replace(" labels=", "-labels_").replace("+", "-"))
         return f"{stream}-{self.scenario}-{method}-s{self.seed}-{self.run_id}"
+
+
+def _check_types(config: Any) -> None:
+    """Raise ``ValueError`` for a field whose value does not have its annotated type: an int
+    passes for a float, a bool only for a bool (it is an int to ``isinstance``)."""
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        kinds = typing.get_args(hints[field.name]) or (hints[field.name],)
+        if isinstance(value, bool):
+            ok = bool in kinds
+        else:
+            ok = isinstance(value, kinds) or (float in kinds and isinstance(value, int))
+        if not ok:
+            names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+            raise ValueError(f"run setting {field.name} = {value!r} is not {names}")
 
 
 def _stem(path: str) -> str:

@@ -3,7 +3,6 @@
 ``TensorStrategy`` is Avalanche's ``SupervisedTemplate`` (Naive fine-tuning) with the per-sample
 data loaders replaced by tensor slicing; the lifecycle, plugins and metrics are untouched.
 ``BinVAEGenerativeReplay`` bundles a solver, a binarized-VAE generator and the replay plugin.
-``FiniteLossCheck`` stops any strategy whose solver loss turns NaN or infinite.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from avalanche.core import BasePlugin, SupervisedPlugin
+from avalanche.core import BasePlugin
 from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
@@ -43,23 +42,6 @@ class TensorStrategy(SupervisedTemplate):
     def make_eval_dataloader(self, **kwargs: Any) -> None:
         tensors = dataset_tensors(self.adapted_dataset, self.device)
         self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle=False)
-
-
-class FiniteLossCheck(SupervisedPlugin):
-    """Raise ``FloatingPointError`` when the solver's loss is NaN or infinite.
-
-    Checked before the backward pass, so no NaN reaches the weights, and a diverged run stops
-    with a message instead of finishing with a meaningless accuracy matrix.
-    """
-
-    def before_backward(self, strategy: Any, **kwargs: Any) -> None:
-        """Check the minibatch loss the strategy is about to backpropagate."""
-        if not torch.isfinite(strategy.loss):
-            raise FloatingPointError(
-                f"solver loss is {strategy.loss.item()} in experience "
-                f"{strategy.clock.train_exp_counter}, iteration "
-                f"{strategy.clock.train_epoch_iterations}; lower the learning rate or check "
-                "the inputs")
 
 
 class BinVAEGenerativeReplay(TensorStrategy):

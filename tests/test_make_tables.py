@@ -1,4 +1,8 @@
-"""benchmarks/tabulate.py on small synthetic run folders: numbers, order, bad runs, outputs."""
+"""benchmarks/make_tables.py on small synthetic run folders: numbers, order, bad runs, outputs.
+
+The folders are written through the driver's own writer (``cl_binvae.rundir``), then damaged
+by hand where a test needs a bad one.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,49 +20,45 @@ import pandas as pd
 import pytest
 from matplotlib.image import imsave
 
+from cl_binvae.presets import RunConfig
+from cl_binvae.rundir import RunDirectory, RunMetrics, RunRecord
+
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "tabulate.py"
+SCRIPT = REPO / "benchmarks" / "make_tables.py"
 T = 3  # experiences per synthetic run
 
-_spec = importlib.util.spec_from_file_location("tabulate", SCRIPT)
-tabulate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tabulate)
+_spec = importlib.util.spec_from_file_location("make_tables", SCRIPT)
+make_tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_tables)
 
 
 def write_run(
     root: Path, name: str, strategy: str, seed: int, final: float,
     forgetting: float | None = None, bwt: float | None = None, r: float = 0.0,
     distill: bool = False, scenario: str = "class", matrix: np.ndarray | None = None,
-    samples: bool = False, iterations: int | None = None,
+    samples: bool = False, iterations: int | None = None, **settings: object,
 ) -> Path:
     """Write a finished run folder with the given numbers, as benchmarks/run.py would."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    joint = strategy == "joint"
-    config = {
-        "run_id": name,
-        "run": {"stream": "split_mnist", "scenario": scenario, "strategy": strategy, "r": r,
-                "distill": distill, "seed": seed, "preset": "quick",
-                "iterations": iterations, "n_experiences": None},
-        "protocol": {"epochs": 1}, "git_commit": "abc", "versions": {}, "device": "cpu",
-    }
-    (folder / "config.json").write_text(json.dumps(config))
+    run = RunConfig(strategy=strategy, seed=seed, r=r, distill=distill, scenario=scenario,
+                    iterations=iterations, **settings)
+    directory = RunDirectory(root / name)
+    directory.path.mkdir(parents=True)
+    directory.write_record(RunRecord(run_id=run.run_id, run=run, protocol={"epochs": 1},
+                                     git_commit="abc", versions={}, device="cpu"))
+    joint = run.method_record.joint
     if matrix is None:
         matrix = np.full((1 if joint else T, T), 0.5)
-    after = ["joint"] if joint else list(range(len(matrix)))
-    frame = pd.DataFrame(matrix, columns=[f"exp_{i}" for i in range(matrix.shape[1])])
-    frame.insert(0, "after", after)
-    frame.to_csv(folder / "accuracy_matrix.csv", index=False)
+        matrix[-1] = final
+    diagnostics = [{"experience": i, "recon": 100.0} for i in range(len(matrix))] \
+        if run.method_record.generator else []
+    metrics = RunMetrics(final_avg_accuracy=final, avg_forgetting=forgetting, bwt=bwt, fwt=None,
+                         avg_accuracy_per_step=None if joint else [0.9, 0.7, final],
+                         n_experiences=T, wall_clock_s=1.0)
+    directory.write_results(matrix, joint, metrics, diagnostics)
     if samples:
         for i in range(T):
-            imsave(folder / f"samples_exp{i}.png", np.full((8, 8), i / T), cmap="gray")
-    metrics = {
-        "final_avg_accuracy": final, "avg_forgetting": forgetting, "bwt": bwt, "fwt": None,
-        "wall_clock_s": 1.0, "n_experiences": T,
-        "avg_accuracy_per_step": [None] * T if joint else [0.9, 0.7, final],
-    }
-    (folder / "metrics.json").write_text(json.dumps(metrics))  # NaN is written as `NaN`
-    return folder
+            imsave(directory.path / f"samples_exp{i}.png", np.full((8, 8), i / T), cmap="gray")
+    return directory.path
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +79,17 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Bad folders, each to be reported and left out of n.
     (write_run(root, "bad_unfinished", "naive", 2, 0.0) / "metrics.json").unlink()
     (write_run(root, "bad_json", "naive", 3, 0.0) / "config.json").write_text('{"run": ')
-    write_run(root, "bad_nan", "er", 1, float("nan"), 0.2, -0.2)
+    nan = write_run(root, "bad_nan", "er", 1, 0.5, 0.2, -0.2) / "metrics.json"
+    nan.write_text(nan.read_text().replace('"bwt": -0.2', '"bwt": NaN'))
     write_run(root, "bad_shape", "er", 2, 0.5, 0.2, -0.2, matrix=np.full((2, T), 0.5))
     return root
 
 
 def run_main(*argv: str) -> tuple[int, str]:
-    """Run tabulate's main in-process; returns (exit status, stderr)."""
+    """Run make_tables' main in-process; returns (exit status, stderr)."""
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        status = tabulate.main(list(argv))
+        status = make_tables.main(list(argv))
     return status, stderr.getvalue()
 
 
@@ -100,7 +102,7 @@ def tabulated(runs_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
 
 def test_means_sds_and_n_per_method(tabulated: tuple[Path, str]) -> None:
-    table = pd.read_csv(tabulated[0] / "table_split_mnist_class_quick.csv").set_index("method")
+    table = pd.read_csv(tabulated[0] / "table_split_mnist_class_paper.csv").set_index("method")
     expected = {  # method: (mean, sd, n) of final_avg_accuracy, worked out by hand
         "naive": (0.32, 0.02 * 2**0.5, 2),  # (0.30, 0.34): deviations +-0.02, ddof=1
         "er": (0.70, None, 1),
@@ -126,16 +128,19 @@ def test_means_sds_and_n_per_method(tabulated: tuple[Path, str]) -> None:
 
 def test_markdown_latex_and_index(tabulated: tuple[Path, str]) -> None:
     out = tabulated[0]
-    markdown = (out / "table_split_mnist_class_quick.md").read_text()
-    assert "| naive | 32.00 ± 2.83 (2) | 55.00 ± 7.07 (2) | -55.00 ± 7.07 (2) |" in markdown
-    assert "| er | 70.00 (1) | 20.00 (1) | -20.00 (1) |" in markdown
-    assert "| joint | 96.00 ± 1.41 (2) | – | – |" in markdown
-    latex = (out / "table_split_mnist_class_quick.tex").read_text()
+    markdown = (out / "table_split_mnist_class_paper.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in markdown.splitlines() if line.startswith("| ")}
+    assert rows["naive"] == ["32.00 ± 2.83 (2)", "55.00 ± 7.07 (2)", "-55.00 ± 7.07 (2)"]
+    assert rows["er"] == ["70.00 (1)", "20.00 (1)", "-20.00 (1)"]
+    assert rows["joint"] == ["96.00 ± 1.41 (2)", "–", "–"]
+    latex = (out / "table_split_mnist_class_paper.tex").read_text()
     assert r"binvae\_gr r=0.5+distill & 90.00 (1)" in latex
-    assert r"naive & 32.00 $\pm$ 2.83 (2)" in latex
-    assert (out / "table_split_mnist_task_quick.csv").exists()
+    assert r"naive & 32.00 ± 2.83 (2)" in latex
+    assert r"\caption{split\_mnist / class / paper preset" in latex
+    assert (out / "table_split_mnist_task_paper.csv").exists()
     index = pd.read_csv(out / "runs_index.csv")
-    assert sorted(index["run_id"]) == sorted(
+    assert sorted(Path(p).name for p in index["path"]) == sorted(
         ["naive0", "naive1", "er0", "dgr0", "bin_a0", "bin_a1", "bin_a2", "bin_b0", "bin_d0",
          "joint0", "joint1", "task_er0"])
 
@@ -143,19 +148,20 @@ def test_markdown_latex_and_index(tabulated: tuple[Path, str]) -> None:
 def test_bad_runs_are_reported_and_left_out(tabulated: tuple[Path, str]) -> None:
     lines = tabulated[1].splitlines()
     for folder, reason in [("bad_unfinished", "unfinished"), ("bad_json", "not valid JSON"),
-                           ("bad_nan", "not a finite number"), ("bad_shape", "has shape")]:
+                           ("bad_nan", "not a finite number"),
+                           ("bad_shape", "not a 3 x 3 accuracy matrix")]:
         assert [line for line in lines if f"{folder}:" in line and reason in line], folder
     index = pd.read_csv(tabulated[0] / "runs_index.csv")
-    assert not index["run_id"].str.startswith("bad").any()
+    assert not index["path"].str.contains("bad").any()
 
 
 def test_figures_are_written(tabulated: tuple[Path, str]) -> None:
     figures = tabulated[0] / "figures"
     for name in ("accuracy_matrix", "avg_accuracy", "r_sweep", "forgetting", "samples"):
-        assert (figures / f"split_mnist_class_quick_{name}.png").stat().st_size > 0
+        assert (figures / f"split_mnist_class_paper_{name}.png").stat().st_size > 0
     # The task group has a single er run: no r sweep and no samples, each said on stderr.
-    assert not (figures / "split_mnist_task_quick_r_sweep.png").exists()
-    assert "split_mnist_task_quick_samples.png: skipped" in tabulated[1]
+    assert not (figures / "split_mnist_task_paper_r_sweep.png").exists()
+    assert "split_mnist_task_paper_samples.png: skipped" in tabulated[1]
 
 
 def test_running_twice_gives_identical_files(tabulated: tuple[Path, str], runs_root: Path) -> None:
@@ -204,13 +210,13 @@ def test_cut_protocol_gets_its_own_table_and_says_so(tmp_path: Path) -> None:
     status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
                               "--no-figures")
     assert status == 0, stderr
-    full = (tmp_path / "out" / "table_split_mnist_class_quick.md").read_text()
-    cut = (tmp_path / "out" / "table_split_mnist_class_quick_it50.md").read_text()
-    assert full.startswith("## split_mnist / class / quick preset\n")
-    assert "| naive | 30.00 (1) |" in full
-    assert cut.startswith("## split_mnist / class / quick preset, CUT to 50 iterations per "
+    full = (tmp_path / "out" / "table_split_mnist_class_paper.md").read_text()
+    cut = (tmp_path / "out" / "table_split_mnist_class_paper_it50.md").read_text()
+    assert full.startswith("## split_mnist / class / paper preset\n")
+    assert re.search(r"\| naive +\| +30\.00 \(1\) \|", full)
+    assert cut.startswith("## split_mnist / class / paper preset, CUT to 50 iterations per "
                           "experience\n")
-    assert "| naive | 20.00 (1) |" in cut
+    assert re.search(r"\| naive +\| +20\.00 \(1\) \|", cut)
 
 
 def test_notebook_runs_on_tabulated_results(runs_root: Path, tmp_path: Path) -> None:
@@ -224,7 +230,7 @@ def test_notebook_runs_on_tabulated_results(runs_root: Path, tmp_path: Path) -> 
                             timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     outputs = json.dumps(json.loads(notebook.read_text())["cells"])
-    assert "split_mnist / class / quick preset" in outputs
+    assert "split_mnist / class / paper preset" in outputs
     assert "binvae_gr r=0.5+distill" in outputs
     assert '"output_type": "error"' not in outputs
 

@@ -21,8 +21,7 @@ RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
 INTERRUPTIBLE = ("import runpy, signal, sys; "
                  "signal.signal(signal.SIGINT, signal.default_int_handler); "
                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
-TINY = ["--stream", "split_mnist", "--preset", "quick", "--iterations", "8", "--threads", "1",
-        "--no-progress"]
+TINY = ["--stream", "split_mnist", "--iterations", "8", "--threads", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +118,13 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, data_root):
 
 @pytest.mark.parametrize("args, message", [
     (["--stream", "split_fashion"], "unknown stream"),
-    (["--strategy", "icarl"], "invalid choice"),
+    (["--strategy", "icarl"], "unknown method 'icarl'; registered: naive, er, avalanche_gr"),
     (["--scenario", "online"], "invalid choice"),
     (["--r", "-0.5"], "r must be finite and >= 0"),
     (["--r", "nan"], "r must be finite"),
     (["--seeds"], "expected at least one argument"),
     (["--seeds", "1", "1"], "duplicates"),
-    (["--strategy", "avalanche_gr", "--scenario", "task"], "not task-aware"),
+    (["--strategy", "avalanche_gr", "--scenario", "task"], "supports the scenarios class, domain"),
     (["--distill", "--strategy", "naive", "--workers", "0"], "--workers"),
     (["--stream", "/no/such/file.npz"], "does not exist"),
     (["--device", "tpu"], "--device"),
@@ -134,11 +133,22 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, data_root):
     (["--seeds", "-1"], "seeds must be in"),
     (["--n-experiences", "3"], "cannot be split evenly"),
     (["--n-experiences", "0"], "n_experiences"),
+    (["--preset", "fast"], "invalid choice"),
+    (["--preset", "quick"], "quick preset's only change"),
+    (["--preset", "cpu", "--stream", "permuted_mnist", "--iterations", "1000"],
+     "preset's own number"),
+    (["--r", "1e300"], "must be <= 1000"),
+    (["--prior", "gmm"], "invalid choice"),
+    (["--prior", "fitted", "--prior-components", "0"], "K >= 1"),
+    (["--replay-labels", "prior", "--strategy", "dgr"], "needs --prior codes"),
+    (["--active-classes", "--scenario", "task", "--strategy", "dgr"], "class-IL only"),
+    (["--logger", "slack"], "invalid choice"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, data_root, monkeypatch, capsys, driver,
                                          args, message):
     monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
-    assert exit_code(driver.main, [*TINY, "--out", str(tmp_path / "runs"), *args]) == 2
+    assert exit_code(driver.main, [*TINY, "--out", str(tmp_path / "runs"), *args]) == 2, \
+        capsys.readouterr().err
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -1,0 +1,80 @@
+"""What the command-line scripts share: one-line errors, and importing users' methods.
+
+Every script answers bad input with one line on stderr and exit code 2, no traceback, and
+checks it before importing torch and Avalanche, so ``--help`` and flag errors come at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from cl_binvae.methods import METHODS
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr and exit code 2, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def fail(prog: str, error: BaseException | str) -> int:
+    """Print ``error`` as one line, ``<prog>: error: ...``, on stderr; return exit code 2."""
+    print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
+    return 2
+
+
+def import_methods(specs: Sequence[str]) -> list[str]:
+    """Import each file (``path/to/file.py``) or module (``package.module``) in ``specs`` so
+    that it registers its methods; return the names it registered.
+
+    A spec imported before in this process is skipped (Ray workers run many tasks). Raises
+    ``ValueError`` for a missing file or module, one that raises while importing, or one
+    that registers no method.
+    """
+    added: list[str] = []
+    for spec in specs:
+        name, path = _module_name(spec)
+        if name in sys.modules:
+            continue
+        before = set(METHODS)
+        try:
+            if path is None:
+                importlib.import_module(name)
+            else:
+                loader_spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(loader_spec)
+                sys.modules[name] = module
+                loader_spec.loader.exec_module(module)
+        except ModuleNotFoundError as err:
+            sys.modules.pop(name, None)
+            if path is None and err.name == name.split(".")[0]:
+                raise ValueError(f"--import {spec}: no such module (or give a .py file)") \
+                    from None
+            raise ValueError(f"--import {spec} failed: {err}") from None
+        except Exception as err:  # noqa: BLE001 - whatever the user's file raises
+            sys.modules.pop(name, None)
+            raise ValueError(f"--import {spec} raised {type(err).__name__}: {err}") from None
+        new = [m for m in METHODS if m not in before]
+        if not new:
+            raise ValueError(f"--import {spec} registered no method; decorate a function that "
+                             "builds a strategy with @cl_binvae.register_method(\"name\")")
+        added += new
+    return added
+
+
+def _module_name(spec: str) -> tuple[str, Path | None]:
+    """The module name to import ``spec`` under, and its file (None for a module name)."""
+    if spec.endswith(".py") or "/" in spec or "\\" in spec:
+        path = Path(spec).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"--import {spec}: no such file")
+        # Named after its absolute path: the same file imports once, two files never clash.
+        return "cl_binvae_user_" + "".join(c if c.isalnum() else "_" for c in str(path)), path
+    return spec, None

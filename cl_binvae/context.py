@@ -1,0 +1,105 @@
+"""What a method's builder gets: the run, its stream and protocol, and the shared pieces.
+
+Every builder in :mod:`cl_binvae.methods` (and every user's) receives a
+:class:`MethodContext`. Its helpers build the protocol's models in a fixed order (solver,
+optimizer, then generator), so every method sees the same initial weights for a seed, and
+hand each strategy the driver's plugins (progress bar, finite-loss check) and evaluator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from cl_binvae.plugins import EpochBudget
+from cl_binvae.presets import Protocol, RunConfig
+from cl_binvae.replay import ReplayConfig
+from cl_binvae.solvers import build_solver
+from cl_binvae.strategy import BinVAEGenerativeReplay, TensorStrategy
+from cl_binvae.streams import Stream
+from cl_binvae.vae import BaseVAE, build_vae
+
+_PROTOCOL = object()  # "the protocol's iterations" (None already means one pass per epoch)
+
+
+@dataclass
+class MethodContext:
+    """One run's stream, protocol and device, plus what every strategy must be given.
+
+    ``plugins``: the driver's plugins; pass them to the strategy (the helpers do).
+    ``evaluator``: per-experience accuracy (the driver reads it) and the chosen loggers.
+    """
+
+    run: RunConfig
+    stream: Stream
+    device: str
+    plugins: list[SupervisedPlugin]
+    evaluator: Any
+
+    @property
+    def protocol(self) -> Protocol:
+        """The run's protocol: models, iterations, batch sizes, learning rates."""
+        return self.run.protocol
+
+    def solver(self) -> nn.Module:
+        """A fresh solver for the stream: one head, or one per task in task-IL."""
+        n_tasks = self.stream.n_experiences if self.run.scenario == "task" else 1
+        return build_solver(self.stream.input_shape, self.stream.n_outputs, n_tasks,
+                            self.protocol.solver)
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        """Adam at the protocol's learning rate."""
+        return torch.optim.Adam(model.parameters(), lr=self.protocol.lr)
+
+    def generator(self) -> BaseVAE:
+        """A fresh generator with the run's r and prior."""
+        return build_vae(self.stream.input_shape, self.protocol.generator)
+
+    def replay_config(self) -> ReplayConfig:
+        """How our plugin replays, from the protocol and the run's replay settings."""
+        protocol, run = self.protocol, self.run
+        return ReplayConfig(replay_size=protocol.replay_size,
+                            temperature=protocol.temperature if run.distill else None,
+                            generator_iterations=protocol.generator_iterations,
+                            generator_batch_size=protocol.batch_size,
+                            generator_lr=protocol.generator_lr,
+                            replay_labels=run.replay_labels,
+                            active_classes=run.active_classes)
+
+    def epoch_budget(self) -> EpochBudget:
+        """A plugin that gives epoch-counting strategies the protocol's iteration budget."""
+        return EpochBudget(self.protocol.iterations, self.protocol.batch_size)
+
+    def template_kwargs(self, model: nn.Module, optimizer: torch.optim.Optimizer
+                        ) -> dict[str, Any]:
+        """The keyword arguments every Avalanche template takes, set from the protocol."""
+        return {"model": model, "optimizer": optimizer,
+                "train_mb_size": self.protocol.batch_size,
+                "eval_mb_size": self.protocol.eval_batch_size, "device": self.device,
+                "evaluator": self.evaluator}
+
+    def tensor_strategy(self, *, iterations: Any = _PROTOCOL,
+                        plugins: Sequence[SupervisedPlugin] = ()) -> TensorStrategy:
+        """Plain fine-tuning from tensors with ``plugins`` added: ``iterations`` minibatches
+        per experience (default: the protocol's; None: one pass per epoch)."""
+        model = self.solver()
+        iterations = self.protocol.iterations if iterations is _PROTOCOL else iterations
+        return TensorStrategy(criterion=nn.CrossEntropyLoss(), train_iterations=iterations,
+                              plugins=[*self.plugins, *plugins],
+                              **self.template_kwargs(model, self.optimizer(model)))
+
+    def generative_replay(self, *, plugins: Sequence[SupervisedPlugin] = ()
+                          ) -> BinVAEGenerativeReplay:
+        """Solver, generator and our replay plugin at the protocol's settings, with
+        ``plugins`` added (e.g. a regularizer such as Avalanche's SI)."""
+        model = self.solver()
+        optimizer = self.optimizer(model)
+        return BinVAEGenerativeReplay(generator=self.generator(), replay=self.replay_config(),
+                                      train_iterations=self.protocol.iterations,
+                                      plugins=[*self.plugins, *plugins],
+                                      **self.template_kwargs(model, optimizer))

@@ -1,0 +1,261 @@
+"""One run's directory: its file names, the records kept there, and whether it is finished.
+
+    <out>/<stream>-<scenario>-<method>-s<seed>-<run id>/
+        config.json          RunRecord: the run, its full protocol, git commit, versions, device
+        accuracy_matrix.csv  accuracy on every experience after each one (joint: one row)
+        diagnostics.csv      generator diagnostics after each experience (generator methods)
+        samples_exp<i>.png   generator samples after experience i
+        progress.pt          the state after the last finished experience (removed at the end)
+        metrics.json         RunMetrics, written last: a run is finished when it and everything
+                             it summarizes are there and consistent
+
+The driver writes through these classes and resume, tables and figures read through them, so
+a reader checks exactly what the writer wrote. Every write is atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cl_binvae.atomic import write_json, write_text
+from cl_binvae.presets import RunConfig
+
+CONFIG = "config.json"
+MATRIX = "accuracy_matrix.csv"
+DIAGNOSTICS = "diagnostics.csv"
+METRICS = "metrics.json"
+PROGRESS = "progress.pt"
+JOINT_ROW = "joint"  # the accuracy matrix's row label for a method trained on all at once
+
+
+def samples_name(experience: int) -> str:
+    """File name of the generator samples drawn after ``experience``."""
+    return f"samples_exp{experience}.png"
+
+
+class RunError(ValueError):
+    """A run directory is unfinished or damaged; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """``config.json``: what ran, with what code, where."""
+
+    run_id: str
+    run: RunConfig
+    protocol: dict[str, Any]  # as it ran; a later change of the preset does not rewrite it
+    git_commit: str
+    versions: dict[str, str]
+    device: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict, keys in the order of the file."""
+        return {"run_id": self.run_id, "run": dataclasses.asdict(self.run),
+                "protocol": self.protocol, "git_commit": self.git_commit,
+                "versions": self.versions, "device": self.device}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunRecord:
+        """Parse and check a ``config.json``; ``RunError`` says what is wrong."""
+        obj = _object(data, CONFIG)
+        try:
+            run = RunConfig.from_dict(_get(obj, "run", dict, CONFIG))
+        except (ValueError, TypeError) as err:
+            raise RunError(f"{CONFIG}: {err}") from None
+        record = cls(run_id=_get(obj, "run_id", str, CONFIG), run=run,
+                     protocol=_get(obj, "protocol", dict, CONFIG),
+                     git_commit=_get(obj, "git_commit", str, CONFIG),
+                     versions=_get(obj, "versions", dict, CONFIG),
+                     device=_get(obj, "device", str, CONFIG))
+        if record.run_id != run.run_id:
+            raise RunError(f"{CONFIG}: run_id {record.run_id} does not match its settings "
+                           f"({run.run_id})")
+        return record
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """``metrics.json``: the summary of a finished run (accuracies in [0, 1])."""
+
+    final_avg_accuracy: float
+    avg_forgetting: float | None  # None with a single row (joint)
+    bwt: float | None
+    fwt: float | None
+    avg_accuracy_per_step: list[float] | None
+    n_experiences: int
+    wall_clock_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict, keys in the order of the file."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunMetrics:
+        """Parse and check a ``metrics.json``; ``RunError`` says what is wrong."""
+        obj = _object(data, METRICS)
+        unknown = set(obj) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise RunError(f"{METRICS}: unknown keys {sorted(unknown)}")
+        n = _get(obj, "n_experiences", int, METRICS)
+        if n < 1:
+            raise RunError(f"{METRICS}: n_experiences is {n}")
+        per_step = _get(obj, "avg_accuracy_per_step", (list, type(None)), METRICS)
+        if per_step is not None and (len(per_step) != n or not all(map(_finite, per_step))):
+            raise RunError(f"{METRICS}: avg_accuracy_per_step is not {n} numbers")
+        return cls(final_avg_accuracy=_number(obj, "final_avg_accuracy"),
+                   avg_forgetting=_number(obj, "avg_forgetting", optional=True),
+                   bwt=_number(obj, "bwt", optional=True),
+                   fwt=_number(obj, "fwt", optional=True),
+                   avg_accuracy_per_step=None if per_step is None else list(map(float, per_step)),
+                   n_experiences=n, wall_clock_s=_number(obj, "wall_clock_s"))
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """The folder of one run, and reading and writing its files."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, run: RunConfig, out_root: str | Path) -> RunDirectory:
+        """The directory ``run`` writes to under ``out_root``."""
+        return cls(Path(out_root) / run.dir_name)
+
+    def file(self, name: str) -> Path:
+        """Path of one of the run's files (``CONFIG``, ``MATRIX``, ...)."""
+        return self.path / name
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_record(self, record: RunRecord) -> None:
+        """Write ``config.json``."""
+        write_json(self.file(CONFIG), record.to_json())
+
+    def write_results(self, matrix: np.ndarray, joint: bool, metrics: RunMetrics,
+                      diagnostics: list[dict[str, float]]) -> None:
+        """Write the accuracy matrix, the diagnostics (if any), and ``metrics.json`` last."""
+        rows = [JOINT_ROW] if joint else [str(i) for i in range(len(matrix))]
+        lines = ["after," + ",".join(f"exp_{j}" for j in range(matrix.shape[1]))]
+        lines += [f"{label}," + ",".join(f"{v:.6f}" for v in row)
+                  for label, row in zip(rows, matrix, strict=True)]
+        write_text(self.file(MATRIX), "\n".join(lines) + "\n")
+        if diagnostics:
+            import pandas as pd  # only generator methods have diagnostics
+
+            write_text(self.file(DIAGNOSTICS), pd.DataFrame(diagnostics).to_csv(index=False))
+        write_json(self.file(METRICS), metrics.to_json())
+
+    # -- reading ---------------------------------------------------------------------------
+    def read_record(self) -> RunRecord:
+        """Parse ``config.json``, or raise ``RunError``."""
+        return RunRecord.from_json(_read_json(self.file(CONFIG)))
+
+    def read_metrics(self) -> RunMetrics:
+        """Parse ``metrics.json``, or raise ``RunError`` (``unfinished`` when it is absent)."""
+        if not self.file(METRICS).exists():
+            raise RunError(f"unfinished (no {METRICS})")
+        return RunMetrics.from_json(_read_json(self.file(METRICS)))
+
+    def read_matrix(self, n_experiences: int, joint: bool) -> np.ndarray:
+        """The accuracy matrix: T x T, or 1 x T for a joint run; ``RunError`` otherwise."""
+        try:
+            text = self.file(MATRIX).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RunError(f"{MATRIX} is missing") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise RunError(f"{MATRIX} is unreadable ({err})") from None
+        lines = text.strip().splitlines()
+        header = ["after"] + [f"exp_{j}" for j in range(n_experiences)]
+        rows = [JOINT_ROW] if joint else [str(i) for i in range(n_experiences)]
+        try:
+            if not lines or lines[0].split(",") != header:
+                raise ValueError("wrong header")
+            cells = [line.split(",") for line in lines[1:]]
+            if [c[0] for c in cells] != rows or any(len(c) != len(header) for c in cells):
+                raise ValueError("wrong rows")
+            values = np.loadtxt(io.StringIO("\n".join(",".join(c[1:]) for c in cells)),
+                                delimiter=",", ndmin=2, dtype=float)
+        except ValueError as err:
+            raise RunError(f"{MATRIX} is not a {len(rows)} x {n_experiences} accuracy matrix "
+                           f"with rows {rows} ({err})") from None
+        if not np.all(np.isfinite(values) & (values >= 0) & (values <= 1)):
+            raise RunError(f"{MATRIX} has entries that are not accuracies in [0, 1]")
+        return values
+
+    def read_diagnostics(self) -> Any:
+        """``diagnostics.csv`` as a DataFrame, or ``RunError``."""
+        import pandas as pd
+
+        try:
+            return pd.read_csv(self.file(DIAGNOSTICS))
+        except FileNotFoundError:
+            raise RunError(f"{DIAGNOSTICS} is missing") from None
+        except (OSError, ValueError) as err:  # pandas parse errors are ValueErrors
+            raise RunError(f"{DIAGNOSTICS} is unreadable ({err})") from None
+
+    def read_finished(self) -> tuple[RunRecord, RunMetrics, np.ndarray]:
+        """Record, metrics and accuracy matrix of a finished run; ``RunError`` saying what is
+        wrong for an unfinished or damaged one."""
+        metrics = self.read_metrics()
+        record = self.read_record()
+        method = record.run.method_record
+        matrix = self.read_matrix(metrics.n_experiences, method.joint)
+        if method.joint != (metrics.avg_accuracy_per_step is None):
+            raise RunError(f"{METRICS}: avg_accuracy_per_step does not fit a "
+                           f"{'joint' if method.joint else 'sequential'} run")
+        if not math.isclose(metrics.final_avg_accuracy, float(np.mean(matrix[-1])),
+                            abs_tol=1e-5):
+            raise RunError(f"{METRICS}: final_avg_accuracy does not match {MATRIX}")
+        if method.generator:
+            frame = self.read_diagnostics()
+            if list(frame.get("experience", [])) != list(range(len(matrix))):
+                raise RunError(f"{DIAGNOSTICS} does not have one row per experience")
+        return record, metrics, matrix
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path.name} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path.name} is not valid JSON ({err})") from None
+
+
+def _object(data: Any, name: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise RunError(f"{name} is not a JSON object")
+    return data
+
+
+def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], name: str) -> Any:
+    if key not in obj:
+        raise RunError(f"{name}: missing key {key!r}")
+    value = obj[key]
+    # bool is an int subclass: keep a count of `true` out.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise RunError(f"{name}: {key!r} has the wrong type ({value!r})")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(obj: dict[str, Any], key: str, optional: bool = False) -> float | None:
+    if key not in obj:
+        raise RunError(f"{METRICS}: missing key {key!r}")
+    value = obj[key]
+    if optional and value is None:
+        return None
+    if not _finite(value):
+        raise RunError(f"{METRICS}: {key!r} is {value!r}, not a finite number")
+    return float(value)

@@ -1,0 +1,211 @@
+"""The method registry: users' methods through the driver, resume and tables; loggers; bad
+input to --import; and the committed runs keeping their ids."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cl_binvae
+from cl_binvae.cli import import_methods
+from cl_binvae.methods import METHODS, get_method
+from cl_binvae.presets import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "benchmarks" / "run.py"
+TABLES = REPO / "benchmarks" / "make_tables.py"
+TINY = ["--stream", "split_mnist", "--iterations", "8", "--threads", "1", "--no-progress"]
+TOY = '''
+import cl_binvae
+
+
+@cl_binvae.register_method("toy", generator=True, resumable=True, rank=35)
+def toy(ctx):
+    """a toy: our generative replay under another name"""
+    return ctx.generative_replay()
+'''
+# Restores Ctrl-C in the child (a background CI step may hand SIGINT down as ignored).
+INTERRUPTIBLE = ("import runpy, signal, sys; "
+                 "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.fixture
+def registry():
+    """Run the test against a copy of the registry, so its registrations do not leak."""
+    saved = dict(METHODS)
+    modules = set(sys.modules)
+    yield METHODS
+    METHODS.clear()
+    METHODS.update(saved)
+    for name in set(sys.modules) - modules:
+        if name.startswith("cl_binvae_user_"):
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def driver():
+    spec = importlib.util.spec_from_file_location("run_driver", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cli(script: Path, *args: str, data_root: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          env=env, timeout=600, check=False, **kwargs)
+
+
+def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
+    with pytest.raises(ValueError, match="'naive' is registered already"):
+        cl_binvae.register_method("naive")(lambda ctx: None)
+    with pytest.raises(ValueError, match="lower-case letters"):
+        cl_binvae.register_method("My-Method")
+    with pytest.raises(ValueError, match="scenarios must be some of"):
+        cl_binvae.register_method("x", scenarios=("online",))
+    with pytest.raises(ValueError, match="takes_r needs generator=True"):
+        cl_binvae.register_method("x", takes_r=True)
+    with pytest.raises(ValueError, match="registered: naive, er, avalanche_gr, dgr, binvae_gr, "
+                                         "joint"):
+        get_method("icarl")
+
+
+def test_import_registers_once_and_refuses_files_that_register_nothing(registry, tmp_path):
+    toy = tmp_path / "toy.py"
+    toy.write_text(TOY)
+    assert import_methods([str(toy)]) == ["toy"]
+    assert import_methods([str(toy)]) == []  # the same file again: skipped, not re-registered
+    assert get_method("toy").generator and get_method("toy").resumable
+    assert RunConfig(strategy="toy", prior="codes").method == "toy prior=codes"
+    twin = tmp_path / "twin.py"
+    twin.write_text(TOY)
+    with pytest.raises(ValueError, match="'toy' is registered already"):
+        import_methods([str(twin)])
+
+
+@pytest.mark.parametrize("content, spec, message", [
+    (None, "missing.py", "no such file"),
+    (None, "no_such_package.methods", "no such module"),
+    ("raise RuntimeError('boom')", "boom.py", "raised RuntimeError: boom"),
+    ("x = 1", "nothing.py", "registered no method"),
+    ("import not_a_module_anywhere", "broken.py", "No module named 'not_a_module_anywhere'"),
+])
+def test_bad_imports_exit_2_with_one_line_and_write_nothing(
+        registry, driver, tmp_path, data_root, monkeypatch, capsys, content, spec, message):
+    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
+    if content is not None:
+        (tmp_path / spec).write_text(content)
+        spec = str(tmp_path / spec)
+    out = tmp_path / "runs"
+    assert driver.main([*TINY, "--import", spec, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not out.exists()
+
+
+def test_a_method_that_lacks_the_scenario_exits_2(registry, driver, tmp_path, data_root,
+                                                  monkeypatch, capsys):
+    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
+    (tmp_path / "classy.py").write_text(
+        "import cl_binvae\n\n@cl_binvae.register_method('classy', scenarios=('class',))\n"
+        "def classy(ctx):\n    return ctx.tensor_strategy()\n")
+    args = [*TINY, "--import", str(tmp_path / "classy.py"), "--strategy", "classy",
+            "--scenario", "task", "--out", str(tmp_path / "runs")]
+    assert driver.main(args) == 2
+    assert "classy supports the scenarios class, not task" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_loggers_unknown_or_uninstalled_exit_2(driver, tmp_path, data_root, monkeypatch, capsys):
+    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    assert driver.main([*TINY, "--logger", "tensorboard", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'cl_binvae[tensorboard]'" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_csv_logger_writes_avalanches_csv_files(tmp_path, data_root):
+    out = tmp_path / "runs"
+    result = cli(RUN, *TINY, "--n-experiences", "2", "--strategy", "naive", "--logger", "csv",
+                 "text", "--out", str(out), data_root=data_root)
+    assert result.returncode == 0, result.stderr
+    [run] = out.iterdir()
+    csv = run / "logs" / "csv"
+    assert {"training_results.csv", "eval_results.csv"} <= {p.name for p in csv.iterdir()}
+    assert "Top1_Acc_Exp" in (run / "logs" / "log.txt").read_text()
+    assert len((csv / "eval_results.csv").read_text().splitlines()) > 2
+
+
+def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, data_root):
+    """A toy method from a file: interrupted mid-stream, resumed to the same numbers as an
+    uninterrupted run, then tabulated with its own row and figures."""
+    toy = tmp_path / "toy.py"
+    toy.write_text(TOY)
+    args = [*TINY, "--iterations", "20", "--import", str(toy),
+            "--strategy", "toy", "naive"]
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(RUN), *args,
+                             "--out", str(interrupted)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not list(interrupted.glob("*toy*/progress.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    [toy_dir] = interrupted.glob("*toy*")
+    assert not (toy_dir / "metrics.json").exists()
+
+    resumed = cli(RUN, *args, "--out", str(interrupted), data_root=data_root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert cli(RUN, *args, "--out", str(straight), data_root=data_root).returncode == 0
+    other = straight / toy_dir.name
+    for name in ("accuracy_matrix.csv", "diagnostics.csv"):
+        assert (toy_dir / name).read_text() == (other / name).read_text()
+
+    results = tmp_path / "results"
+    table = cli(TABLES, "--import", str(toy), "--runs", str(interrupted), "--out", str(results),
+                data_root=data_root)
+    assert table.returncode == 0, table.stderr
+    rows = (results / "table_split_mnist_class_paper_it20.md").read_text()
+    assert rows.index("| naive") < rows.index("| toy")  # rank 35 sorts after naive
+    assert (results / "figures" / "split_mnist_class_paper_it20_accuracy_matrix.png").exists()
+    # Without the import, the toy runs cannot be read: reported, not fatal.
+    bare = cli(TABLES, "--runs", str(interrupted), "--out", str(tmp_path / "bare"),
+               "--no-figures", data_root=data_root)
+    assert bare.returncode == 0 and "unknown method 'toy'" in bare.stderr
+
+
+def test_the_readme_example_is_the_tested_file_and_runs(tmp_path, data_root):
+    example = (REPO / "examples" / "si_replay.py").read_text()
+    assert example.strip() in (REPO / "README.md").read_text()
+    out = tmp_path / "runs"
+    result = cli(RUN, *TINY, "--n-experiences", "2", "--import", "examples/si_replay.py",
+                 "--strategy", "si_replay", "--out", str(out), data_root=data_root, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    [run] = out.iterdir()
+    config = json.loads((run / "config.json").read_text())
+    assert config["run"]["strategy"] == "si_replay"
+    assert (run / "diagnostics.csv").exists() and (run / "samples_exp1.png").exists()
+
+
+def test_committed_runs_keep_their_ids_and_directories():
+    """Every run in results/runs still hashes to its recorded id and directory name: settings
+    added to RunConfig must not move the published runs."""
+    runs = sorted((REPO / "results" / "runs").iterdir())
+    assert runs
+    for folder in runs:
+        record = json.loads((folder / "config.json").read_text())
+        run = RunConfig.from_dict(record["run"])
+        assert (run.run_id, run.dir_name) == (record["run_id"], folder.name)
