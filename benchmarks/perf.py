@@ -28,9 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 warnings.filterwarnings("ignore")
 
 import torch
@@ -223,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in ms.items():
         print(f"{name:40} {value:8.2f} ms/iteration  {1000 / value:7.1f} it/s")
     a, b0, br, c, c_users = ms.values()
-    print(f"\n(b) / (a)  = {b0 / a:5.2f}   target <= 1.5")
+    print(f"\non {args.device}:")
+    print(f"(b) / (a)  = {b0 / a:5.2f}   target <= 1.5")
     print(f"(c) / (b)  = {c / b0:5.2f}   target >= 10")
     print(f"(c') / (b) = {c_users / b0:5.2f}   target >= 10")
     print(f"(b, r={args.r:g}) / (b, r=0) = {br / b0:5.3f}   target <= 1.02")

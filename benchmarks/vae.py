@@ -16,6 +16,7 @@ Example: ``python benchmarks/vae.py --datasets mnist --r 0 1 --seeds 0 1``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import math
 import platform
@@ -38,16 +39,22 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from cl_binvae.atomic import atomic_path, write_text
+from cl_binvae.cli import OneLineParser, fail
 from cl_binvae.data import DataError, load_dataset
 from cl_binvae.diagnostics import posterior_moments, summarize
+from cl_binvae.presets import protocol_for
 from cl_binvae.regularizer import check_radius
 from cl_binvae.tensor_data import TensorBatches
 from cl_binvae.vae import VARIANTS, BaseVAE, VAEConfig, build_vae
 
 RADII = (0.0, 0.1, 0.3, 0.5, 1.0, 2.0)
 SHOWCASE_RADII = (0.0, 1.0, 2.0)
-BATCH_SIZE = 128
-LR = 1e-3
+# The generators, batch size and learning rate of the continual-learning paper presets: the
+# representation benchmark studies the same VAEs that replay uses.
+GENERATORS = {"mnist": protocol_for("paper", "split_mnist"),
+              "cifar10": protocol_for("paper", "split_cifar10")}
+BATCH_SIZE = GENERATORS["mnist"].batch_size
+LR = GENERATORS["mnist"].generator_lr
 BETA = 4.0
 # Burgess et al. 2018 anneal C from 0 to 25 nats; their gamma = 1000 needs their 100k-step
 # anneal: in a 314-step pilot on MNIST it drove the encoder to a constant offset that pays the
@@ -59,6 +66,7 @@ ACTIVITY_THRESHOLD = 0.01
 PROBE_SIZE = 10_000  # training images whose posterior means fit the linear probe
 N_SHOWN = 8  # images per row in the reconstruction and sample figures
 N_LATENTS_KEPT = 500  # test images whose posterior means are kept for the histograms
+PROG = "benchmarks/vae.py"
 METRICS = ("recon", "kl", "active_units", "collapsed", "sign_imbalance", "iw_ll", "probe_acc",
            "sec_per_epoch")
 COLUMNS = ("dataset", "arch", "variant", "r", "seed", "epochs", "train_size", "test_size",
@@ -67,9 +75,9 @@ COLUMNS = ("dataset", "arch", "variant", "r", "seed", "epochs", "train_size", "t
 
 @dataclass(frozen=True)
 class Protocol:
-    """How one dataset is run: architecture, data cut, training length, seeds, IW samples."""
+    """How one dataset is run: data cut, training length, seeds, IW samples (the model is
+    the dataset's replay generator, ``GENERATORS``)."""
 
-    arch: str
     train_size: int | None  # None: the whole training set
     test_size: int
     epochs: int
@@ -81,17 +89,10 @@ class Protocol:
 # and three seeds; the conv VAE costs ~10x more per image, so CIFAR-10 gets a 10k subset, two
 # seeds and fewer test images for the k-sample bound.
 PROTOCOLS = {
-    "mnist": Protocol("mlp", None, 10_000, epochs=2, seeds=(0, 1, 2), iw_k=50),
-    "cifar10": Protocol("conv", 10_000, 2_000, epochs=3, seeds=(0, 1), iw_k=10),
+    "mnist": Protocol(None, 10_000, epochs=2, seeds=(0, 1, 2), iw_k=50),
+    "cifar10": Protocol(10_000, 2_000, epochs=3, seeds=(0, 1), iw_k=10),
 }
 QUICK = {"train_size": 512, "test_size": 256, "epochs": 1, "seeds": (0,), "iw_k": 5}
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """Usage errors as a single stderr line and exit code 2, without the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _radius(text: str) -> float:
@@ -103,7 +104,7 @@ def _radius(text: str) -> float:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags; see ``--help``."""
-    p = _OneLineParser(prog="benchmarks/vae.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", choices=tuple(PROTOCOLS), default=list(PROTOCOLS))
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--r", nargs="+", type=_radius, default=list(RADII),
@@ -164,11 +165,11 @@ def load_splits(dataset: str, proto: Protocol, root: Path | None) -> tuple[Split
 
 
 # -- one run -----------------------------------------------------------------------------------
-def vae_config(variant: str, r: float, arch: str, total_steps: int) -> VAEConfig:
-    """The benchmark's setting of a variant; the capacity anneal spans the whole run."""
+def vae_config(dataset: str, variant: str, r: float, total_steps: int) -> VAEConfig:
+    """The dataset's replay generator as a variant; the capacity anneal spans the whole run."""
     beta = 1.0 if variant == "vae" else BETA
-    return VAEConfig(r=r, variant=variant, beta=beta, capacity_max=CAPACITY_MAX,
-                     capacity_steps=total_steps, arch=arch)
+    return dataclasses.replace(GENERATORS[dataset].generator, r=r, variant=variant, beta=beta,
+                               capacity_max=CAPACITY_MAX, capacity_steps=total_steps)
 
 
 def probe_accuracy(vae: BaseVAE, train: Split, test: Split) -> float:
@@ -187,9 +188,10 @@ def run_one(dataset: str, proto: Protocol, variant: str, r: float, seed: int, tr
     generator = torch.Generator().manual_seed(seed)
     batches = TensorBatches([train.x], BATCH_SIZE, generator=generator)
     vae = build_vae(tuple(train.x.shape[1:]),
-                    vae_config(variant, r, proto.arch, proto.epochs * len(batches)))
+                    vae_config(dataset, variant, r, proto.epochs * len(batches)))
     optimizer = torch.optim.Adam(vae.parameters(), lr=LR)
-    row = {"dataset": dataset, "arch": proto.arch, "variant": variant, "r": r, "seed": seed,
+    row = {"dataset": dataset, "arch": GENERATORS[dataset].generator.arch, "variant": variant,
+           "r": r, "seed": seed,
            "epochs": proto.epochs, "train_size": len(train.x), "test_size": len(test.x),
            "iw_k": proto.iw_k}
     start = time.perf_counter()
@@ -247,18 +249,11 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """A pipe table (pandas' to_markdown needs the optional 'tabulate')."""
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in row) + " |"
-              for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
 def describe_cut(protocols: dict[str, Protocol]) -> str:
     """One line per run setting, for the table title and PROTOCOL.md."""
     return "; ".join(
-        f"{name}: {p.arch}, {p.train_size or 'all'} train / {p.test_size} test images, "
+        f"{name}: {GENERATORS[name].generator.arch}, {p.train_size or 'all'} train / "
+        f"{p.test_size} test images, "
         f"{p.epochs} epochs, {len(p.seeds)} seeds, IW k={p.iw_k}"
         for name, p in protocols.items())
 
@@ -271,7 +266,8 @@ def write_summary(out: Path, runs: pd.DataFrame, protocols: dict[str, Protocol])
             "dimensions, active_units / collapsed out of 100 (threshold "
             f"{ACTIVITY_THRESHOLD}), sign_imbalance = mean |P(mu_j > 0) - 0.5|, iw_ll = "
             "importance-weighted log p(x) bound under the mixture prior (nats), probe_acc = "
-            "linear probe on mu.\n\n" + markdown(summary_table(runs)))
+            "linear probe on mu.\n\n"
+            + summary_table(runs).to_markdown(index=False, tablefmt="pipe") + "\n")
     if len(diverged):
         text += f"\n{len(diverged)} diverged runs are left out: see runs.csv.\n"
     write_text(out / "summary.md", text)
@@ -389,10 +385,6 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
 # -- driver ------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (2 for bad input or missing data)."""
-    # Run as a script, this folder heads sys.path, and its tabulate.py would shadow the
-    # 'tabulate' package that torch imports at exit (printing a traceback after every run).
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     protocols = {name: protocol_for(name, args) for name in args.datasets}
@@ -401,9 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         splits = {name: load_splits(name, protocols[name], args.data_root)
                   for name in args.datasets}
     except DataError as exc:
-        # Download failures carry multi-line messages; the contract is one line.
-        print(f"benchmarks/vae.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return fail(PROG, exc)
     raw_dir = args.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -8,6 +8,7 @@ callback and left out, never averaged in. Methods are named and ordered as the r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -217,6 +218,55 @@ def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
     ])
 
 
+def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
+    """Each binarized configuration (a method that takes r, at r > 0) against its r = 0 twin
+    (``r_baseline``, e.g. dgr) under the same settings, and against the plain twin (default
+    prior and replay settings): final accuracy differences paired by seed, with their mean,
+    sample sd and 95% t-interval. Runs of one group; rows in table order."""
+    from scipy import stats
+
+    finals = {(run.method, run.seed): run.metrics.final_avg_accuracy for run in runs}
+    rows = []
+    for method, members in by_method(runs).items():
+        config = members[0].config
+        twin_name = config.method_record.r_baseline
+        if not config.method_record.takes_r or config.r == 0 or twin_name is None:
+            continue
+        twin = dataclasses.replace(config, strategy=twin_name, r=0.0)
+        plain = RunConfig(strategy=twin_name, scenario=config.scenario, stream=config.stream,
+                          preset=config.preset, iterations=config.iterations,
+                          n_experiences=config.n_experiences)
+        for baseline in dict.fromkeys((twin.method, plain.method)):
+            seeds = [run.seed for run in members if (baseline, run.seed) in finals]
+            diffs = np.array([finals[method, s] - finals[baseline, s] for s in seeds])
+            if len(diffs) == 0:
+                continue
+            mean, sd, n = mean_sd(diffs)
+            half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+            rows.append({"method": method, "baseline": baseline, "diff_mean": mean,
+                         "diff_sd": sd, "ci95_low": mean - half, "ci95_high": mean + half,
+                         "n": n})
+    return pd.DataFrame(rows, columns=["method", "baseline", "diff_mean", "diff_sd",
+                                       "ci95_low", "ci95_high", "n"])
+
+
+def paired_markdown(paired: pd.DataFrame) -> str:
+    """The paired differences as a Markdown section (percentage points)."""
+    def cell(row: dict) -> str:
+        if row["n"] < 2:
+            return f"{100 * row['diff_mean']:+.2f} (1)"
+        return (f"{100 * row['diff_mean']:+.2f} [{100 * row['ci95_low']:+.2f}, "
+                f"{100 * row['ci95_high']:+.2f}] ({row['n']})")
+
+    shown = pd.DataFrame({"Method": paired["method"], "minus": paired["baseline"],
+                          "Difference, pp [95% CI] (n seeds)":
+                          [cell(row) for row in paired.to_dict("records")]})
+    body = shown.to_markdown(index=False, tablefmt="pipe", colalign=("left", "left", "right"))
+    return ("\n### Paired differences in final average accuracy\n\nBy seed, in percentage "
+            "points; the interval is the 95% t-interval of the mean difference.\n\n"
+            f"{body}\n")
+
+
 def format_cell(mean: float, sd: float, n: int, pm: str = "±", missing: str = "–") -> str:
     """``mean ± sd (n)`` in percent with two decimals; the sd is left out when n = 1."""
     if n == 0:
@@ -252,7 +302,9 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
 
 
 def write_tables(runs: Sequence[Run], out: Path) -> list[Path]:
-    """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``.
+    """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``;
+    where a group has binarized runs with twins, ``paired_<group>.csv`` too, and the paired
+    differences close the group's Markdown table.
 
     The output depends only on the runs (fixed float format, sorted rows), so re-running on
     the same runs gives byte-identical files. Each file is written atomically.
@@ -263,8 +315,14 @@ def write_tables(runs: Sequence[Run], out: Path) -> list[Path]:
     for group, members in by_group(runs).items():
         table = summarize(members)
         paths = [out / f"table_{group.slug}{suffix}" for suffix in (".csv", ".md", ".tex")]
+        paired = paired_differences(members)
+        markdown = to_markdown(table, group.title)
+        if len(paired):
+            paths.append(out / f"paired_{group.slug}.csv")
+            write_text(paths[-1], paired.to_csv(index=False, float_format="%.6f"))
+            markdown += paired_markdown(paired)
         write_text(paths[0], table.to_csv(index=False, float_format="%.6f"))
-        write_text(paths[1], to_markdown(table, group.title))
+        write_text(paths[1], markdown)
         write_text(paths[2], to_latex(table, group.title))
         written += paths
     return written

@@ -239,3 +239,30 @@ def test_notebook_runs_on_tabulated_results(runs_root: Path, tmp_path: Path) -> 
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"execute: error: notebook {tmp_path / 'nope.ipynb'} " \
                                      "does not exist"
+
+
+def test_paired_differences_against_the_twin_and_plain_dgr(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, (bin_acc, codes_acc, dgr_acc, dgr_codes_acc) in enumerate(
+            [(0.90, 0.95, 0.85, 0.86), (0.80, 0.93, 0.80, 0.82), (0.85, 0.94, 0.80, 0.80)]):
+        write_run(runs, f"bin{seed}", "binvae_gr", seed, bin_acc, r=1.0)
+        write_run(runs, f"codes{seed}", "binvae_gr", seed, codes_acc, r=1.0, prior="codes")
+        write_run(runs, f"dgr{seed}", "dgr", seed, dgr_acc)
+        write_run(runs, f"dgr_codes{seed}", "dgr", seed, dgr_codes_acc, prior="codes")
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures")
+    assert status == 0, stderr
+    paired = pd.read_csv(tmp_path / "out" / "paired_split_mnist_class_paper.csv")
+    rows = {(r["method"], r["baseline"]): r for r in paired.to_dict("records")}
+    assert set(rows) == {("binvae_gr r=1", "dgr"), ("binvae_gr r=1 prior=codes", "dgr"),
+                         ("binvae_gr r=1 prior=codes", "dgr prior=codes")}
+    # Differences 0.05, 0.00, 0.05: mean 1/30, sd 0.05/sqrt(3), t(0.975, 2) = 4.3027.
+    plain = rows["binvae_gr r=1", "dgr"]
+    half = 4.302653 * (0.05 / 3**0.5) / 3**0.5
+    assert plain["diff_mean"] == pytest.approx(1 / 30, abs=1e-6)
+    assert (plain["ci95_low"], plain["ci95_high"]) == pytest.approx((1 / 30 - half,
+                                                                     1 / 30 + half), abs=1e-5)
+    assert rows["binvae_gr r=1 prior=codes", "dgr prior=codes"]["diff_mean"] == \
+        pytest.approx(0.34 / 3, abs=1e-6)  # 0.09 + 0.11 + 0.14
+    markdown = (tmp_path / "out" / "table_split_mnist_class_paper.md").read_text()
+    assert "### Paired differences" in markdown and "+3.33 [" in markdown
