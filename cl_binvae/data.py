@@ -78,8 +78,14 @@ def load_dataset(name: str, root: str | os.PathLike | None = None) -> ArrayDatas
     file's stem. Raises ``DataError`` when the data cannot be found, read or validated.
     """
     if name in BUILTIN:
-        path = resolve_data_root(root) / f"{name}.npz"
+        folder = resolve_data_root(root)
+        path = folder / f"{name}.npz"
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"the data root {folder} is a file, not a folder; point "
+                            "--data-root / CL_BINVAE_DATA at the folder that holds "
+                            f"{path.name}")
         if not path.exists():
+            _check_can_download(folder, path.name)
             _download(name, path)
         return _validate(name, _read_npz(path), path)
     if name.endswith(".npz"):
@@ -152,10 +158,19 @@ def _validate(name: str, arrays: dict[str, np.ndarray], path: Path) -> ArrayData
             )
         if len(x) == 0:
             raise DataError(f"x_{split} in {path} is empty; each split needs at least one image")
+        if 0 in x.shape[1:]:
+            raise DataError(f"x_{split} in {path} has shape {x.shape}: images need at least one "
+                            "pixel along every axis")
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"y_{split} in {path} has dtype {y.dtype}; labels must be integers")
         if y.min() < 0:
             raise DataError(f"y_{split} in {path} has negative labels; labels must be 0, 1, 2, ...")
+        # One output unit per label value: a label far above the number of images would ask
+        # for a classifier of that size (and a uint64 above 2**63 wraps negative in int64).
+        if int(y.max()) >= len(arrays["x_train"]):
+            raise DataError(f"y_{split} in {path} has label {int(y.max())}, but there are only "
+                            f"{len(arrays['x_train'])} training images; labels must be 0..K-1 "
+                            "for K classes")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
             f"train images in {path} are {arrays['x_train'].shape[1:]} but test images are "
@@ -196,6 +211,20 @@ def _download(name: str, path: Path) -> None:
         _write_npz_atomic(path, arrays)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_can_download(folder: Path, name: str) -> None:
+    """Say what is missing, before a download that could not be stored anyway."""
+    if not folder.exists():
+        parent = next((p for p in folder.parents if p.exists()), None)
+        if parent is not None and not os.access(parent, os.W_OK):
+            raise DataError(f"{name} not found: the data root {folder} does not exist and "
+                            f"cannot be made in {parent}; point --data-root / CL_BINVAE_DATA "
+                            f"at a folder that holds {name}")
+    elif not os.access(folder, os.W_OK):
+        raise DataError(f"{name} not found in {folder}, which is read-only, so it cannot be "
+                        f"downloaded there; put {name} there or point --data-root / "
+                        "CL_BINVAE_DATA at a folder that has it")
 
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -13,6 +13,7 @@ own ``nc_benchmark``, so experiences carry the usual attributes (``classes_in_th
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -64,6 +65,13 @@ def build_stream(config: StreamConfig, data_root: str | os.PathLike | None = Non
     return _split_stream(data, config)
 
 
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf on this platform
+        return None
+
+
 def _tensor_dataset(x: torch.Tensor, y: np.ndarray):
     return _make_taskaware_tensor_classification_dataset(x, torch.from_numpy(y))
 
@@ -100,6 +108,14 @@ def _split_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
 def _permuted_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
     n_exp = config.n_experiences or 10
     shape = data.image_shape
+    # Every experience is a permuted float32 copy of the whole dataset: refuse, before any
+    # allocation, a stream that would take more than half of this machine's memory.
+    need = n_exp * (len(data.x_train) + len(data.x_test)) * math.prod(shape) * 4
+    have = _physical_memory()
+    if have and need > have // 2:
+        raise DataError(f"{n_exp} permuted experiences of {data.name} need {need / 2**30:.1f} "
+                        f"GiB as float32 tensors, more than half of this machine's "
+                        f"{have / 2**30:.1f} GiB; use fewer experiences")
     perms = pixel_permutations(n_exp, shape[1] * shape[2], config.seed)
     x_train, x_test = images_to_tensor(data.x_train), images_to_tensor(data.x_test)
 

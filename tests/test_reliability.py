@@ -1,0 +1,266 @@
+"""What a hostile but realistic user does to run directories, data files and flags: every bad
+input ends in one line and exit code 2 with nothing written, and every kill or damage of a
+run directory is repaired by a plain rerun with the uninterrupted numbers."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cl_binvae.atomic import atomic_path, remove_orphans, write_text
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "benchmarks" / "run.py"
+TABLES = REPO / "benchmarks" / "make_tables.py"
+TINY = ["--stream", "split_mnist", "--iterations", "6", "--n-experiences", "2", "--threads",
+        "1", "--no-progress"]
+
+
+def load_script(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def driver():
+    return load_script(RUN, "run_driver_reliability")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return load_script(TABLES, "make_tables_reliability")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data_root, driver):
+    """Finished naive, dgr and binvae_gr runs, made once; tests copy them before damaging."""
+    out = tmp_path_factory.mktemp("finished")
+    os.environ["CL_BINVAE_DATA"] = str(data_root)
+    assert driver.main([*TINY, "--strategy", "naive", "dgr", "binvae_gr", "--out",
+                        str(out)]) == 0
+    return out
+
+
+def copy_runs(source: Path, target: Path) -> Path:
+    subprocess.run(["cp", "-r", str(source), str(target)], check=True)
+    return target
+
+
+def one_line_error(capsys, code: int) -> str:
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def numbers(run_dir: Path) -> tuple[str, dict]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("wall_clock_s")
+    return (run_dir / "accuracy_matrix.csv").read_text(), metrics
+
+
+# -- the table script --------------------------------------------------------------------------
+@pytest.mark.parametrize("layout, message", [
+    ("out_is_file", "cannot write to"),
+    ("out_under_file", "cannot write to"),
+    ("figures_is_file", "cannot write to"),
+])
+def test_tables_refuse_unwritable_outputs_before_writing(tables, finished, tmp_path, capsys,
+                                                         layout, message):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    out = {"out_is_file": blocker, "out_under_file": blocker / "results",
+           "figures_is_file": tmp_path / "results"}[layout]
+    if layout == "figures_is_file":
+        out.mkdir()
+        (out / "figures").write_text("a file")
+    code = tables.main(["--runs", str(finished), "--out", str(out)])
+    assert message in one_line_error(capsys, code)
+    if layout == "figures_is_file":
+        assert sorted(p.name for p in out.iterdir()) == ["figures"]  # no table was written
+
+
+def test_tables_unknown_flag_is_one_line(tables, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tables.main(["--colour"])
+    assert "unrecognized arguments: --colour" in one_line_error(capsys, exit_info.value.code)
+
+
+def test_tables_skip_damaged_runs_and_draw_around_a_truncated_png(tables, finished, tmp_path,
+                                                                   capsys):
+    runs = copy_runs(finished, tmp_path / "runs")
+    [naive] = runs.glob("*naive*")
+    [dgr] = runs.glob("*dgr*")
+    samples = dgr / "samples_exp0.png"
+    samples.write_bytes(samples.read_bytes()[:100])  # truncated
+    broken = copy_runs(naive, runs / "unreadable")
+    (broken / "metrics.json").unlink()
+    (broken / "metrics.json").mkdir()  # reading it fails with an OSError, like no permission
+    assert tables.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "skipping" in err and "unreadable" in err
+    assert "samples_exp0.png is unreadable" in err
+    assert (tmp_path / "out" / "figures" / "split_mnist_class_paper_it6_T2_samples.png").exists()
+
+
+def test_a_write_killed_midway_keeps_the_previous_file(tmp_path):
+    table = tmp_path / "table.md"
+    write_text(table, "the good table\n")
+    with pytest.raises(KeyboardInterrupt), atomic_path(table) as tmp:
+        tmp.write_text("half a tab")
+        raise KeyboardInterrupt  # killed before the rename
+    assert table.read_text() == "the good table\n"
+    assert list(tmp_path.iterdir()) == [table]
+
+
+def test_orphans_of_killed_writes_are_removed(tmp_path):
+    keep = [".lock", "metrics.json", "progress.pt"]
+    orphans = [".progress.tmp-a1b2c3d4.pt", ".config-k9x7q2z1.json"]  # now, and before
+    for name in keep + orphans:
+        (tmp_path / name).write_text("x")
+    assert sorted(p.name for p in remove_orphans(tmp_path)) == sorted(orphans)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+# -- the driver on damaged run directories -----------------------------------------------------
+@pytest.mark.parametrize("damage", ["truncated_metrics", "no_matrix", "bad_config"])
+def test_a_damaged_finished_run_is_reported_and_rerun(driver, finished, tmp_path, capsys,
+                                                      damage):
+    runs = copy_runs(finished, tmp_path / "runs")
+    [run] = runs.glob("*naive*")
+    before = numbers(run)
+    if damage == "truncated_metrics":
+        (run / "metrics.json").write_text('{"final_avg_accu')
+    elif damage == "no_matrix":
+        (run / "accuracy_matrix.csv").unlink()
+    else:
+        (run / "config.json").write_text("[]")
+    assert driver.main([*TINY, "--strategy", "naive", "dgr", "--out", str(runs)]) == 0
+    err = capsys.readouterr().err
+    assert str(run) in err and "running it again" in err
+    assert numbers(run) == before
+
+
+def test_a_corrupt_checkpoint_means_starting_over_with_the_same_numbers(driver, finished,
+                                                                       tmp_path, capsys):
+    runs = copy_runs(finished, tmp_path / "runs")
+    [run] = runs.glob("*dgr*")
+    before = numbers(run)
+    (run / "metrics.json").unlink()
+    (run / "progress.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    (run / ".progress.tmp-zzzzzzzz.pt").write_bytes(b"\0" * 1000)  # a killed write's orphan
+    assert driver.main([*TINY, "--strategy", "dgr", "--out", str(runs)]) == 0
+    assert "cannot resume" in capsys.readouterr().err
+    assert numbers(run) == before
+    assert not (run / ".progress.tmp-zzzzzzzz.pt").exists()
+    assert not (run / "progress.pt").exists()
+
+
+def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_numbers(finished, tmp_path,
+                                                                   data_root):
+    out = tmp_path / "runs"
+    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+    args = [sys.executable, str(RUN), *TINY, "--iterations", "40", "--strategy", "dgr",
+            "--out", str(out)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(out.glob("*/progress.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    [run] = out.iterdir()
+    assert not (run / "metrics.json").exists()
+    assert subprocess.run(args, env=env, capture_output=True, check=False).returncode == 0
+    straight = tmp_path / "straight"
+    assert subprocess.run([*args[:-1], str(straight)], env=env, capture_output=True,
+                          check=False).returncode == 0
+    assert numbers(run) == numbers(straight / run.name)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".lock"]
+
+
+def test_a_second_driver_skips_a_run_another_one_holds(driver, tmp_path, data_root, capsys):
+    from cl_binvae.presets import RunConfig
+
+    run = RunConfig(strategy="naive", iterations=6, n_experiences=2)
+    folder = tmp_path / "runs" / run.dir_name
+    folder.mkdir(parents=True)
+    with open(folder / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a driver running it would
+        assert driver.main([*TINY, "--strategy", "naive", "--out", str(tmp_path / "runs")]) == 0
+    assert "another driver is running it; skipped" in capsys.readouterr().err
+    assert not (folder / "metrics.json").exists() and not (folder / "config.json").exists()
+
+
+# -- data and flags ----------------------------------------------------------------------------
+def write_npz(path: Path, **override: np.ndarray) -> Path:
+    arrays = {"x_train": np.zeros((20, 4, 4), np.uint8), "y_train": np.arange(20) % 2,
+              "x_test": np.zeros((6, 4, 4), np.uint8), "y_test": np.arange(6) % 2}
+    np.savez(path, **(arrays | override))
+    return path
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"y_train": np.array([2**63 + 5] + [0] * 19, dtype=np.uint64)}, "has label 9223372036"),
+    ({"y_train": np.array([10**12] + [1] * 19)}, "only 20 training images"),
+    ({"x_train": np.zeros((20, 0, 0), np.uint8), "x_test": np.zeros((6, 0, 0), np.uint8)},
+     "at least one pixel"),
+])
+def test_bad_labels_and_shapes_are_refused_before_training(driver, tmp_path, capsys, override,
+                                                           message):
+    data = write_npz(tmp_path / "bad.npz", **override)
+    code = driver.main([*TINY, "--stream", str(data), "--out", str(tmp_path / "runs")])
+    assert message in one_line_error(capsys, code)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_data_root_that_is_a_file(driver, tmp_path, capsys):
+    data_file = tmp_path / "mnist.npz"
+    data_file.write_text("not a folder")
+    code = driver.main([*TINY, "--data-root", str(data_file), "--out", str(tmp_path / "runs")])
+    assert "is a file, not a folder" in one_line_error(capsys, code)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_empty_data_root_names_the_missing_file(driver, tmp_path, capsys):
+    root = tmp_path / "data"
+    root.mkdir(mode=0o555)
+    code = driver.main([*TINY, "--data-root", str(root), "--out", str(tmp_path / "runs")])
+    line = one_line_error(capsys, code)
+    assert "mnist.npz not found" in line and "read-only" in line
+    assert list(root.iterdir()) == []
+
+
+def test_too_many_permuted_experiences_fail_before_allocating(driver, tmp_path, data_root,
+                                                              capsys, monkeypatch):
+    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
+    code = driver.main(["--stream", "permuted_mnist", "--iterations", "2", "--n-experiences",
+                        "100000", "--strategy", "naive", "--out", str(tmp_path / "runs")])
+    assert "more than half of this machine's" in one_line_error(capsys, code)
+    assert not any((tmp_path / "runs").iterdir())
+
+
+def test_an_unreachable_ray_address_fails_fast(driver, tmp_path, data_root, capsys, monkeypatch):
+    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.time()
+    code = driver.main([*TINY, "--ray-address", f"127.0.0.1:{port}",
+                        "--out", str(tmp_path / "runs")])
+    assert "does not answer" in one_line_error(capsys, code)
+    assert time.time() - start < 30
+    assert not (tmp_path / "runs").exists()
