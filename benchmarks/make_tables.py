@@ -17,25 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
-from cl_binvae.cli import OneLineParser, fail, import_methods
+from cl_binvae.cli import OneLineParser, check_writable, fail, import_methods
 
 PROG = "make_tables.py"
 
 
 def _report(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
-
-
-def _writable_folder(folder: Path) -> None:
-    """``OSError`` unless ``folder`` exists or can be made, and takes files."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        raise OSError(f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_methods(args.imports)
         # Every output folder first: a bad one must fail before any table is rewritten.
-        _writable_folder(args.out)
+        check_writable(args.out, "--out")
         if args.figures:
-            _writable_folder(args.out / "figures")
+            check_writable(args.out / "figures", "the figures folder")
         from cl_binvae.results import ResultsError, load_runs, write_tables
 
         try:

@@ -18,12 +18,11 @@ import os
 import re
 import socket
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-from cl_binvae.cli import OneLineParser, fail, import_methods
+from cl_binvae.cli import OneLineParser, check_writable, fail, import_methods
 from cl_binvae.configs import LOGGERS, PRIOR_NAMES, REPLAY_LABELS, SCENARIOS, STREAMS
 from cl_binvae.methods import METHODS
 from cl_binvae.presets import PRESETS, RunConfig
@@ -126,15 +125,6 @@ def expand(args: argparse.Namespace) -> list[RunConfig]:
     return list(runs.values())
 
 
-def check_writable(folder: Path) -> None:
-    """``OSError`` unless ``folder`` exists (or can be made) and takes files."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        raise OSError(f"cannot write to --out {folder}: {exc.strerror or exc}") from exc
-
-
 def check_ray_address(address: str) -> None:
     """``ValueError`` unless ``host:port`` answers within ``RAY_TIMEOUT_S`` ('auto' passes)."""
     if address == "auto":
@@ -165,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         check_loggers(args.logger)
         load_dataset(source_dataset(args.stream), args.data_root)  # fail now, not mid-sweep
         args.out = Path(args.out)
-        check_writable(args.out)
+        check_writable(args.out, "--out")
         _quiet_dependency_warnings()
         device = _resolve_device(args.device)
         if args.threads is not None:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -28,6 +29,15 @@ def fail(prog: str, error: BaseException | str) -> int:
     """Print ``error`` as one line, ``<prog>: error: ...``, on stderr; return exit code 2."""
     print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
     return 2
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """``OSError`` naming ``what`` unless ``folder`` exists or can be made, and takes files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise OSError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
 
 
 def import_methods(specs: Sequence[str]) -> list[str]:

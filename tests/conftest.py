@@ -1,15 +1,23 @@
-"""Shared fixtures: the real data root and the datasets loaded from it."""
+"""Shared fixtures: the real data root and its datasets, and the scripts under benchmarks/."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from cl_binvae.data import ArrayDataset, load_dataset
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
+_INTERRUPTIBLE = ("import runpy, signal, sys; "
+                  "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +49,48 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _load_script(name: str):
+    """``benchmarks/<name>.py`` as a module, so its ``main`` runs in-process (fast)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def driver():
+    """benchmarks/run.py as a module."""
+    return _load_script("run")
+
+
+@pytest.fixture(scope="session")
+def tables():
+    """benchmarks/make_tables.py as a module."""
+    return _load_script("make_tables")
+
+
+@pytest.fixture(scope="session")
+def cli(data_root: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``cli("run", *args)``: run ``benchmarks/run.py`` (or another script) in a subprocess
+    with the real data root, and return the finished process."""
+    def run(script: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+        return subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *args],
+                              capture_output=True, text=True, env=env, timeout=600,
+                              check=False, **kwargs)
+    return run
+
+
+@pytest.fixture(scope="session")
+def start_driver(data_root: Path) -> Callable[..., subprocess.Popen]:
+    """``start_driver(*args)``: benchmarks/run.py in the background, with Ctrl-C restored (a
+    parent without job control, such as a background CI step, can hand SIGINT down as
+    ignored, and Python then keeps ignoring it)."""
+    def start(*args: str) -> subprocess.Popen:
+        env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+        return subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE, str(SCRIPTS / "run.py"),
+                                 *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    return start

@@ -3,11 +3,8 @@ input to --import; and the committed runs keeping their ids."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,8 +17,6 @@ from cl_binvae.methods import METHODS, get_method
 from cl_binvae.presets import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
-RUN = REPO / "benchmarks" / "run.py"
-TABLES = REPO / "benchmarks" / "make_tables.py"
 TINY = ["--stream", "split_mnist", "--iterations", "8", "--threads", "1", "--no-progress"]
 TOY = '''
 import cl_binvae
@@ -32,10 +27,6 @@ def toy(ctx):
     """a toy: our generative replay under another name"""
     return ctx.generative_replay()
 '''
-# Restores Ctrl-C in the child (a background CI step may hand SIGINT down as ignored).
-INTERRUPTIBLE = ("import runpy, signal, sys; "
-                 "signal.signal(signal.SIGINT, signal.default_int_handler); "
-                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 @pytest.fixture
@@ -49,20 +40,6 @@ def registry():
     for name in set(sys.modules) - modules:
         if name.startswith("cl_binvae_user_"):
             del sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-def driver():
-    spec = importlib.util.spec_from_file_location("run_driver", RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def cli(script: Path, *args: str, data_root: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                          env=env, timeout=600, check=False, **kwargs)
 
 
 def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
@@ -134,10 +111,10 @@ def test_loggers_unknown_or_uninstalled_exit_2(driver, tmp_path, data_root, monk
     assert not (tmp_path / "r").exists()
 
 
-def test_csv_logger_writes_avalanches_csv_files(tmp_path, data_root):
+def test_csv_logger_writes_avalanches_csv_files(tmp_path, cli):
     out = tmp_path / "runs"
-    result = cli(RUN, *TINY, "--n-experiences", "2", "--strategy", "naive", "--logger", "csv",
-                 "text", "--out", str(out), data_root=data_root)
+    result = cli("run", *TINY, "--n-experiences", "2", "--strategy", "naive", "--logger",
+                 "csv", "text", "--out", str(out))
     assert result.returncode == 0, result.stderr
     [run] = out.iterdir()
     csv = run / "logs" / "csv"
@@ -146,7 +123,7 @@ def test_csv_logger_writes_avalanches_csv_files(tmp_path, data_root):
     assert len((csv / "eval_results.csv").read_text().splitlines()) > 2
 
 
-def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, data_root):
+def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, cli, start_driver):
     """A toy method from a file: interrupted mid-stream, resumed to the same numbers as an
     uninterrupted run, then tabulated with its own row and figures."""
     toy = tmp_path / "toy.py"
@@ -154,10 +131,7 @@ def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, data_root):
     args = [*TINY, "--iterations", "20", "--import", str(toy),
             "--strategy", "toy", "naive"]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
-    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(RUN), *args,
-                             "--out", str(interrupted)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_driver(*args, "--out", str(interrupted))
     deadline = time.time() + 300
     while not list(interrupted.glob("*toy*/progress.pt")) and time.time() < deadline:
         time.sleep(0.05)
@@ -167,32 +141,32 @@ def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, data_root):
     [toy_dir] = interrupted.glob("*toy*")
     assert not (toy_dir / "metrics.json").exists()
 
-    resumed = cli(RUN, *args, "--out", str(interrupted), data_root=data_root)
+    resumed = cli("run", *args, "--out", str(interrupted))
     assert resumed.returncode == 0, resumed.stderr
-    assert cli(RUN, *args, "--out", str(straight), data_root=data_root).returncode == 0
+    assert cli("run", *args, "--out", str(straight)).returncode == 0
     other = straight / toy_dir.name
     for name in ("accuracy_matrix.csv", "diagnostics.csv"):
         assert (toy_dir / name).read_text() == (other / name).read_text()
 
     results = tmp_path / "results"
-    table = cli(TABLES, "--import", str(toy), "--runs", str(interrupted), "--out", str(results),
-                data_root=data_root)
+    table = cli("make_tables", "--import", str(toy), "--runs", str(interrupted), "--out",
+                str(results))
     assert table.returncode == 0, table.stderr
     rows = (results / "table_split_mnist_class_paper_it20.md").read_text()
     assert rows.index("| naive") < rows.index("| toy")  # rank 35 sorts after naive
     assert (results / "figures" / "split_mnist_class_paper_it20_accuracy_matrix.png").exists()
     # Without the import, the toy runs cannot be read: reported, not fatal.
-    bare = cli(TABLES, "--runs", str(interrupted), "--out", str(tmp_path / "bare"),
-               "--no-figures", data_root=data_root)
+    bare = cli("make_tables", "--runs", str(interrupted), "--out", str(tmp_path / "bare"),
+               "--no-figures")
     assert bare.returncode == 0 and "unknown method 'toy'" in bare.stderr
 
 
-def test_the_readme_example_is_the_tested_file_and_runs(tmp_path, data_root):
+def test_the_readme_example_is_the_tested_file_and_runs(tmp_path, cli):
     example = (REPO / "examples" / "si_replay.py").read_text()
     assert example.strip() in (REPO / "README.md").read_text()
     out = tmp_path / "runs"
-    result = cli(RUN, *TINY, "--n-experiences", "2", "--import", "examples/si_replay.py",
-                 "--strategy", "si_replay", "--out", str(out), data_root=data_root, cwd=REPO)
+    result = cli("run", *TINY, "--n-experiences", "2", "--import", "examples/si_replay.py",
+                 "--strategy", "si_replay", "--out", str(out), cwd=REPO)
     assert result.returncode == 0, result.stderr
     [run] = out.iterdir()
     config = json.loads((run / "config.json").read_text())

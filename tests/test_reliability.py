@@ -5,7 +5,6 @@ run directory is repaired by a plain rerun with the uninterrupted numbers."""
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import signal
@@ -22,26 +21,8 @@ from cl_binvae.atomic import atomic_path, remove_orphans, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks" / "run.py"
-TABLES = REPO / "benchmarks" / "make_tables.py"
 TINY = ["--stream", "split_mnist", "--iterations", "6", "--n-experiences", "2", "--threads",
         "1", "--no-progress"]
-
-
-def load_script(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def driver():
-    return load_script(RUN, "run_driver_reliability")
-
-
-@pytest.fixture(scope="module")
-def tables():
-    return load_script(TABLES, "make_tables_reliability")
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,22 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
-# A parent without job control (a background CI step) can hand SIGINT down as ignored, and
-# Python then keeps ignoring it: this wrapper restores Ctrl-C before running the driver.
-INTERRUPTIBLE = ("import runpy, signal, sys; "
-                 "signal.signal(signal.SIGINT, signal.default_int_handler); "
-                 "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 TINY = ["--stream", "split_mnist", "--iterations", "8", "--threads", "1", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def driver():
-    """benchmarks/run.py as a module, so bad-input checks run in-process (fast)."""
-    spec = importlib.util.spec_from_file_location("run_driver", RUN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def exit_code(main, argv: list[str]) -> int:
@@ -41,21 +22,15 @@ def exit_code(main, argv: list[str]) -> int:
         return exc.code
 
 
-def run_cli(*args: str, data_root: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
-    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
-                          env=env, timeout=600, check=False, **kwargs)
-
-
 def run_dirs(out: Path) -> dict[str, Path]:
     return {json.loads((d / "config.json").read_text())["run"]["strategy"]: d
             for d in sorted(out.iterdir())}
 
 
-def test_quick_run_writes_complete_run_directories(tmp_path, data_root):
+def test_quick_run_writes_complete_run_directories(tmp_path, cli):
     out = tmp_path / "runs"
-    result = run_cli(*TINY, "--strategy", "naive", "joint", "dgr", "binvae_gr", "--r", "0.5",
-                     "--out", str(out), data_root=data_root)
+    result = cli("run", *TINY, "--strategy", "naive", "joint", "dgr", "binvae_gr", "--r", "0.5",
+                     "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "binvae_gr r=0.5" in result.stdout and "final accuracy" in result.stdout
     dirs = run_dirs(out)
@@ -83,17 +58,14 @@ def test_quick_run_writes_complete_run_directories(tmp_path, data_root):
     assert list(joint["after"]) == ["joint"]
     assert json.loads((dirs["joint"] / "metrics.json").read_text())["avg_forgetting"] is None
 
-    again = run_cli(*TINY, "--strategy", "naive", "--out", str(out), data_root=data_root)
+    again = cli("run", *TINY, "--strategy", "naive", "--out", str(out))
     assert again.returncode == 0 and "done already" in again.stdout
 
 
-def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, data_root):
+def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, start_driver):
     args = [*TINY, "--iterations", "40", "--strategy", "binvae_gr", "--r", "0.3"]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
-    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
-    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, str(RUN), *args,
-                             "--out", str(interrupted)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_driver(*args, "--out", str(interrupted))
     deadline = time.time() + 300
     while not list(interrupted.glob("*/progress.pt")) and time.time() < deadline:
         time.sleep(0.05)
@@ -104,8 +76,8 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, data_root):
     [run_dir] = interrupted.iterdir()
     assert (run_dir / "progress.pt").exists() and not (run_dir / "metrics.json").exists()
 
-    assert run_cli(*args, "--out", str(interrupted), data_root=data_root).returncode == 0
-    assert run_cli(*args, "--out", str(straight), data_root=data_root).returncode == 0
+    assert cli("run", *args, "--out", str(interrupted)).returncode == 0
+    assert cli("run", *args, "--out", str(straight)).returncode == 0
     [other] = straight.iterdir()
     assert other.name == run_dir.name
     for name in ("accuracy_matrix.csv", "diagnostics.csv"):
@@ -154,26 +126,26 @@ def test_bad_input_exits_2_with_one_line(tmp_path, data_root, monkeypatch, capsy
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_unwritable_output_and_corrupt_data(tmp_path, data_root):
+def test_unwritable_output_and_corrupt_data(tmp_path, cli):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = run_cli(*TINY, "--out", str(blocker / "runs"), data_root=data_root)
+    result = cli("run", *TINY, "--out", str(blocker / "runs"))
     assert result.returncode == 2 and "cannot write to --out" in result.stderr
 
     bad_root = tmp_path / "data"
     bad_root.mkdir()
     (bad_root / "mnist.npz").write_bytes(b"this is no zip archive")
-    result = run_cli(*TINY, "--out", str(tmp_path / "runs"), data_root=bad_root)
+    result = cli("run", *TINY, "--out", str(tmp_path / "runs"), "--data-root", str(bad_root))
     assert result.returncode == 2 and "mnist.npz" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
-def test_runs_on_a_local_ray(tmp_path, data_root):
+def test_runs_on_a_local_ray(tmp_path, cli):
     pytest.importorskip("ray")
     out = tmp_path / "runs"
-    result = run_cli(*TINY, "--strategy", "naive", "--seeds", "0", "1", "--workers", "2",
-                     "--out", str(out), data_root=data_root)
+    result = cli("run", *TINY, "--strategy", "naive", "--seeds", "0", "1", "--workers", "2",
+                     "--out", str(out))
     assert result.returncode == 0, result.stderr
     finished = sorted(d.name for d in out.iterdir() if (d / "metrics.json").exists())
     assert len(finished) == 2 and "s0-" in finished[0] and "s1-" in finished[1]
