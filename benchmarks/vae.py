@@ -42,7 +42,7 @@ from cl_binvae.atomic import atomic_path, write_text
 from cl_binvae.cli import OneLineParser, fail
 from cl_binvae.data import DataError, load_dataset
 from cl_binvae.diagnostics import posterior_moments, summarize
-from cl_binvae.presets import protocol_for
+from cl_binvae.presets import protocol_for as preset_protocol
 from cl_binvae.regularizer import check_radius
 from cl_binvae.tensor_data import TensorBatches
 from cl_binvae.vae import VARIANTS, BaseVAE, VAEConfig, build_vae
@@ -51,8 +51,8 @@ RADII = (0.0, 0.1, 0.3, 0.5, 1.0, 2.0)
 SHOWCASE_RADII = (0.0, 1.0, 2.0)
 # The generators, batch size and learning rate of the continual-learning paper presets: the
 # representation benchmark studies the same VAEs that replay uses.
-GENERATORS = {"mnist": protocol_for("paper", "split_mnist"),
-              "cifar10": protocol_for("paper", "split_cifar10")}
+GENERATORS = {"mnist": preset_protocol("paper", "split_mnist"),
+              "cifar10": preset_protocol("paper", "split_cifar10")}
 BATCH_SIZE = GENERATORS["mnist"].batch_size
 LR = GENERATORS["mnist"].generator_lr
 BETA = 4.0

@@ -7,10 +7,12 @@ run's progress so far and the random state, written and read with the same keys.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cl_binvae.atomic import atomic_path
@@ -41,6 +43,9 @@ def save(path: Path, strategy: Any, progress: Progress) -> None:
         "optimizer": strategy.optimizer.state_dict(),
         "plugins": [p.state_dict() for p in stateful_plugins(strategy)],
         "rng": torch.get_rng_state(),
+        # A user's resumable method may draw from Python's or NumPy's generators too.
+        "python_rng": random.getstate(),
+        "numpy_rng": np.random.get_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
     with atomic_path(path) as tmp:
@@ -67,6 +72,8 @@ def load(path: Path, strategy: Any, device: str) -> Progress:
     for plugin, state in zip(plugins, snapshot["plugins"], strict=True):
         plugin.load_state_dict(state, strategy.model)
     torch.set_rng_state(snapshot["rng"])
+    random.setstate(snapshot["python_rng"])
+    np.random.set_state(snapshot["numpy_rng"])
     if snapshot["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(snapshot["cuda_rng"])
     if not isinstance(snapshot["progress"], Progress):

@@ -22,6 +22,10 @@ PRIOR_NAMES = ("mixture", "standard", "fitted", "codes")
 REPLAY_LABELS = ("solver", "prior")
 #: Avalanche loggers the driver can attach, and the package each needs (None: always there).
 LOGGERS = {"text": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}
+#: Latents a fitted prior is fitted to after each experience, and the most components it takes
+#: (ten latents per component).
+FIT_SAMPLES = 10_000
+MAX_COMPONENTS = FIT_SAMPLES // 10
 #: Largest binarization radius accepted (see ``check_radius``).
 MAX_RADIUS = 1000.0
 
@@ -99,8 +103,10 @@ class PriorConfig:
         if self.name not in PRIOR_NAMES:
             raise ValueError(f"unknown prior {self.name!r}; choose one of {PRIOR_NAMES}")
         if isinstance(self.components, bool) or not isinstance(self.components, int) \
-                or self.components < 1:
-            raise ValueError(f"the fitted prior needs K >= 1 components, got {self.components}")
+                or not 1 <= self.components <= MAX_COMPONENTS:
+            raise ValueError(f"the fitted prior needs K >= 1 components (at most "
+                             f"{MAX_COMPONENTS}: it is fitted to {FIT_SAMPLES} latents), got "
+                             f"{self.components}")
 
 
 @dataclass(frozen=True)

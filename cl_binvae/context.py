@@ -18,6 +18,7 @@ from torch import nn
 
 from cl_binvae.plugins import EpochBudget
 from cl_binvae.presets import Protocol, RunConfig
+from cl_binvae.priors import CodesPrior
 from cl_binvae.replay import ReplayConfig
 from cl_binvae.solvers import build_solver
 from cl_binvae.strategy import BinVAEGenerativeReplay, TensorStrategy
@@ -25,6 +26,20 @@ from cl_binvae.streams import Stream
 from cl_binvae.vae import BaseVAE, build_vae
 
 _PROTOCOL = object()  # "the protocol's iterations" (None already means one pass per epoch)
+
+
+def check_fits(run: RunConfig, stream: Stream) -> None:
+    """``ValueError`` for a run whose generator cannot hold the stream's classes, before
+    anything is written: the codes prior keeps at most ``CodesPrior.capacity`` classes apart,
+    and its classes are (task, label) pairs."""
+    generator = run.protocol.generator
+    if not run.method_record.generator or generator.prior.name != "codes":
+        return
+    n_classes = stream.n_outputs * (stream.n_experiences if run.scenario == "task" else 1)
+    if n_classes > CodesPrior.capacity(generator.z_dim):
+        raise ValueError(f"the codes prior with z_dim={generator.z_dim} keeps at most "
+                         f"{CodesPrior.capacity(generator.z_dim)} classes apart, but this "
+                         f"stream has {n_classes}; use fewer experiences or another prior")
 
 
 @dataclass

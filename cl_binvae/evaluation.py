@@ -57,13 +57,25 @@ def _logger(name: str, folder: Path, run_name: str) -> Any:
     from avalanche import logging
 
     if name == "text":
-        # Appends: a resumed run continues its log. Closed with the process.
+        # Appends: a resumed run continues its log. ``close_loggers`` closes it.
         return logging.TextLogger(open(folder / "log.txt", "a", encoding="utf-8"))
     if name == "csv":
         return logging.CSVLogger(log_folder=str(folder / "csv"))
     if name == "tensorboard":
         return logging.TensorboardLogger(tb_log_dir=folder / "tensorboard")
     return logging.WandBLogger(project_name="cl_binvae", run_name=run_name, dir=folder)
+
+
+def close_loggers(evaluator: Any) -> None:
+    """Close the files the evaluator's loggers hold open (Avalanche's text logger has no
+    ``close``: its file is closed here)."""
+    from avalanche.logging import TextLogger
+
+    for logger in evaluator.loggers:
+        if isinstance(logger, TextLogger):
+            logger.file.close()
+        elif callable(getattr(logger, "close", None)):
+            logger.close()
 
 
 def evaluate(strategy: Any, test_stream: Any) -> list[float]:

@@ -27,10 +27,10 @@ from tqdm.auto import tqdm
 
 from cl_binvae import checkpoint
 from cl_binvae.atomic import atomic_path, remove_orphans
-from cl_binvae.context import MethodContext
+from cl_binvae.context import MethodContext, check_fits
 from cl_binvae.diagnostics import replay_class_balance, summarize
 from cl_binvae.environment import environment
-from cl_binvae.evaluation import evaluate, make_evaluator
+from cl_binvae.evaluation import close_loggers, evaluate, make_evaluator
 from cl_binvae.metrics import summarize_matrix
 from cl_binvae.plugins import FiniteLossCheck, ProgressBar
 from cl_binvae.presets import RunConfig
@@ -77,11 +77,16 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
             report(f"{directory.path}: {err}; running it again")
     # Bad data or settings fail here, before anything is written.
     stream = build_stream(run.stream_config(), data_root)
+    check_fits(run, stream)
     directory.path.mkdir(parents=True, exist_ok=True)
     with _lock(directory.path) as held:
         if not held:
             report(f"{directory.path}: another driver is running it; skipped")
             return None
+        try:  # another driver may have finished it while this one built the stream
+            return directory.read_finished()[1]
+        except RunError:
+            pass
         remove_orphans(directory.path)
         directory.file(METRICS).unlink(missing_ok=True)  # a damaged one: rerun from here
         return _train(run, directory, stream, device, progress, loggers, report)
@@ -94,19 +99,18 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
     context = MethodContext(run=run, stream=stream, device=device,
                             plugins=[*plugins, FiniteLossCheck()],
                             evaluator=evaluator or make_evaluator((), Path(), ""))
-    return run.method_record.build(context)
+    strategy = run.method_record.build(context)
+    if run.method_record.generator and _replay_plugin(strategy) is None:
+        raise ValueError(f"method {run.strategy} is registered with generator=True, but its "
+                         "strategy has no BinVAEReplayPlugin (build it with "
+                         "ctx.generative_replay() or add one)")
+    return strategy
 
 
 # -- the loop ----------------------------------------------------------------------------------
 def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
            progress: bool, loggers: Sequence[str], report: Report) -> RunMetrics:
     method = run.method_record
-    try:
-        record = directory.read_record()  # a resumed run keeps the record of its start
-    except RunError:
-        record = RunRecord(run_id=run.run_id, run=run, protocol=run.describe()["protocol"],
-                           **environment(device))
-        directory.write_record(record)
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
 
     def fresh_strategy() -> Any:
@@ -114,16 +118,17 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
         return build_strategy(run, stream, device, ProgressBar(run.method, progress),
                               evaluator=evaluator)
 
-    strategy, state = fresh_strategy(), checkpoint.Progress()
+    strategy, state, resumed = fresh_strategy(), checkpoint.Progress(), False
     saved = directory.file(PROGRESS)
     if saved.exists() and method.resumable:
         try:
-            state = checkpoint.load(saved, strategy, device)
+            state, resumed = checkpoint.load(saved, strategy, device), True
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
             report(f"{saved}: cannot resume ({type(err).__name__}: {err}); starting over")
-            strategy, state = fresh_strategy(), checkpoint.Progress()
-    elif saved.exists():
-        saved.unlink()  # left by a method that no longer resumes: start over
+            strategy = fresh_strategy()
+    if not resumed:  # an unreadable checkpoint, or one of a method that no longer resumes
+        saved.unlink(missing_ok=True)
+    _write_record(run, directory, device, keep=resumed)
 
     test_stream = stream.benchmark.test_stream
     experiences = _training_experiences(stream, method.joint)
@@ -146,8 +151,7 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
             if method.resumable:
                 checkpoint.save(saved, strategy, state)
     finally:
-        for logger in evaluator.loggers:
-            getattr(logger, "close", lambda: None)()
+        close_loggers(evaluator)
     return _finish(directory, method.joint, state)
 
 
@@ -164,6 +168,24 @@ def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) ->
 
 
 # -- helpers -----------------------------------------------------------------------------------
+def _write_record(run: RunConfig, directory: RunDirectory, device: str, keep: bool) -> None:
+    """Write ``config.json`` for a run that starts now; a resumed run keeps the record of its
+    start (``keep``) when that record is intact."""
+    if keep:
+        try:
+            directory.read_record()
+            return
+        except RunError:
+            pass
+    directory.write_record(RunRecord(run_id=run.run_id, run=run,
+                                     protocol=run.describe()["protocol"],
+                                     **environment(device)))
+
+
+def _replay_plugin(strategy: Any) -> BinVAEReplayPlugin | None:
+    return next((p for p in strategy.plugins if isinstance(p, BinVAEReplayPlugin)), None)
+
+
 @contextmanager
 def _lock(folder: Path) -> Iterator[bool]:
     """Hold an exclusive lock on ``folder`` while the body runs; yield False if another
@@ -199,7 +221,7 @@ def _diagnose(strategy: Any, test_stream: Any, i: int, directory: RunDirectory
               ) -> dict[str, float]:
     """Generator diagnostics on test images of the experiences seen so far, samples, and how
     replay spreads over the classes seen so far."""
-    plugin = next(p for p in strategy.plugins if isinstance(p, BinVAEReplayPlugin))
+    plugin = _replay_plugin(strategy)
     generator = plugin.generator
     x = torch.cat([dataset_tensors(e.dataset, strategy.device)[0]
                    for e in test_stream[:i + 1]])

@@ -8,7 +8,6 @@ are joint bounds, take r, or have generators comes from the method registry.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -104,26 +103,28 @@ def accuracy_curves(runs: Sequence[Run], title: str, note: Report) -> Figure | N
     return fig
 
 
-def _without_r(run: Run) -> str:
-    """The run's settings with r and seed dropped: one line of the r sweep."""
-    return dataclasses.replace(run.config, r=0.0, seed=0).label(with_r=False)
+def _twin_method(run: Run) -> str | None:
+    """The table name of the run's r = 0 twin (``RunConfig.r_zero_twin``), if it has one."""
+    try:
+        return run.config.r_zero_twin().method
+    except ValueError:  # no r_baseline, or the twin cannot take these settings
+        return None
 
 
 def _r_series(runs: Sequence[Run]) -> list[tuple[str, dict[float, list[float]], list[Run]]]:
     """(label, final accuracies by r, baseline runs drawn as r = 0) per line of the r sweep:
     runs of a method that takes r, by their other settings. The r = 0 point is the method's
-    own r = 0 runs, or else its ``r_baseline`` method's runs with the same settings."""
+    own r = 0 runs, or else its r = 0 twin's runs (dgr under the same settings)."""
     series = []
     takes_r = [run for run in runs if run.config.method_record.takes_r]
-    for label in dict.fromkeys(map(_without_r, takes_r)):
-        members = [run for run in takes_r if _without_r(run) == label]
+    for label in dict.fromkeys(run.config.label(with_r=False) for run in takes_r):
+        members = [run for run in takes_r if run.config.label(with_r=False) == label]
         finals: dict[float, list[float]] = {}
         for run in members:
             finals.setdefault(run.config.r, []).append(run.metrics.final_avg_accuracy)
-        twin = members[0].config.method_record.r_baseline
+        twin = _twin_method(members[0])
         baseline = [] if 0.0 in finals or twin is None else [
-            run for run in runs if run.config.strategy == twin
-            and _without_r(run) == label.replace(members[0].config.strategy, twin, 1)]
+            run for run in runs if run.method == twin]
         if baseline:
             finals[0.0] = [run.metrics.final_avg_accuracy for run in baseline]
         if len(finals) > 1:
@@ -190,23 +191,25 @@ def _sample_images(run: Run) -> dict[int, Path]:
 
 def generated_samples(runs: Sequence[Run], title: str, note: Report,
                       prior: str = "mixture") -> Figure | None:
-    """Samples after each experience under one ``prior``: the r = 0 method (dgr) above each
-    method that takes r, at each r, from one seed.
+    """Samples after each experience under one ``prior``: each method that takes r, at each
+    r, with its r = 0 twin above (dgr; at r = 0 the standard and codes priors are the plain
+    VAE's N(0, I)), from one seed.
 
     The seed is the smallest one with samples from both kinds; distilled and active-class
     runs are left out, as they change the solver's losses, not the generator.
     """
-    candidates = [run for run in runs if run.config.prior == prior and not run.config.distill
-                  and not run.config.active_classes and run.config.method_record.generator
-                  and _sample_images(run)]
-    with_r = {run.seed for run in candidates if run.config.method_record.takes_r}
-    without_r = {run.seed for run in candidates if not run.config.method_record.takes_r}
-    seeds = sorted(with_r & without_r)
+    with_r = [run for run in runs if run.config.method_record.takes_r
+              and run.config.prior == prior and not run.config.distill
+              and not run.config.active_classes and _sample_images(run)]
+    twins = {_twin_method(run) for run in with_r}
+    without_r = [run for run in runs if run.method in twins and _sample_images(run)]
+    seeds = sorted({run.seed for run in with_r} & {run.seed for run in without_r})
     if not seeds:
-        note(f"skipped: no seed with samples_exp*.png from generator methods with and without "
-             f"r under the {prior} prior")
+        note(f"skipped: no seed with samples_exp*.png from a method that takes r under the "
+             f"{prior} prior and from its r = 0 twin")
         return None
-    rows = [run for run in candidates if run.seed == seeds[0]]
+    chosen = {id(run) for run in with_r + without_r if run.seed == seeds[0]}
+    rows = [run for run in runs if id(run) in chosen]  # in table order
     n_cols = max(run.n_experiences for run in rows)
     fig, axes = _figure(len(rows) * n_cols, ncols=n_cols, panel=(2.2, 2.2))
     for row, run in enumerate(rows):

@@ -139,25 +139,30 @@ class RunConfig:
         if self.scenario not in method.scenarios:
             raise ValueError(f"{self.strategy} supports the scenarios "
                              f"{', '.join(method.scenarios)}, not {self.scenario}")
-        check_radius(self.r)
+        object.__setattr__(self, "r", check_radius(self.r))  # an int r hashes as its float
         if self.r and not method.takes_r:
             raise ValueError(f"r applies to methods that take it (binvae_gr), not "
                              f"{self.strategy}")
         PriorConfig(self.prior, self.prior_components)  # validates name and K
-        # One protocol, one name (and one run id): N(0, I) is the mixture at r = 0, and K only
-        # matters to the fitted prior; split-MNIST's cpu preset is its paper preset.
-        if self.prior == "standard" and self.r == 0:
-            object.__setattr__(self, "prior", "mixture")
-        if self.prior != "fitted":
-            object.__setattr__(self, "prior_components", _LATER_DEFAULTS["prior_components"])
-        if self.preset == "cpu" and self.preset in PRESETS \
-                and protocol_for("cpu", self.stream) == protocol_for("paper", self.stream):
-            object.__setattr__(self, "preset", "paper")
         if self.replay_labels not in REPLAY_LABELS:
             raise ValueError(f"unknown replay labels {self.replay_labels!r}; choose one of "
                              f"{REPLAY_LABELS}")
         if self.replay_labels == "prior" and self.prior != "codes":
             raise ValueError("replay labelled by the prior needs --prior codes")
+        if self.replay_labels == "prior" and self.r == 0:
+            raise ValueError("at r = 0 the codes prior gives every class the same mode, so the "
+                             "drawn class says nothing about a replayed image: label replay "
+                             "by the solver, or use r > 0")
+        # One protocol, one name (and one run id): at r = 0 the standard prior and the codes
+        # prior (every class's mode at 0) are the mixture, N(0, I); K only matters to the
+        # fitted prior; split-MNIST's cpu preset is its paper preset.
+        if self.r == 0 and self.prior in ("standard", "codes"):
+            object.__setattr__(self, "prior", "mixture")
+        if self.prior != "fitted":
+            object.__setattr__(self, "prior_components", _LATER_DEFAULTS["prior_components"])
+        if self.preset == "cpu" \
+                and protocol_for("cpu", self.stream) == protocol_for("paper", self.stream):
+            object.__setattr__(self, "preset", "paper")
         if self.replay_labels == "prior" and self.distill:
             raise ValueError("--distill needs replay labelled by the solver")
         if self.active_classes and self.scenario != "class":
@@ -223,6 +228,21 @@ class RunConfig:
         return name + ("+distill" if self.distill else "") + ("+active" if self.active_classes
                                                               else "")
 
+    def r_zero_twin(self) -> RunConfig:
+        """This run's settings under its method's ``r_baseline`` at r = 0 (binvae_gr -> dgr):
+        the run it is compared with in paired differences and drawn at r = 0 in r sweeps.
+        ``ValueError`` if the method has none, or that twin cannot take these settings."""
+        twin = self.method_record.r_baseline
+        if twin is None:
+            raise ValueError(f"{self.strategy} names no r_baseline method")
+        return dataclasses.replace(self, strategy=twin, r=0.0)
+
+    def plain_twin(self) -> RunConfig:
+        """``r_zero_twin`` with the default prior and replay settings (plain dgr)."""
+        return RunConfig(strategy=self.r_zero_twin().strategy, stream=self.stream,
+                         scenario=self.scenario, seed=self.seed, preset=self.preset,
+                         iterations=self.iterations, n_experiences=self.n_experiences)
+
     @property
     def table_key(self) -> tuple:
         """Where this run's method sorts in a table: by the method's rank, then its settings."""
@@ -240,7 +260,7 @@ class RunConfig:
         identity = self.describe()
         run, generator = identity["run"], identity["protocol"]["generator"]
         for key, default in _LATER_DEFAULTS.items():
-            if run[key] == default or (key == "prior_components" and self.prior != "fitted"):
+            if run[key] == default:
                 del run[key]
         if self.prior == "mixture":
             del generator["prior"]

@@ -95,7 +95,9 @@ class LatentPrior(nn.Module, abc.ABC):
 class MixturePrior(LatentPrior):
     """0.5 N(r, 1) + 0.5 N(-r, 1) per dimension, with fair signs: the paper-literal prior."""
 
-    def sample(self, n, device=None, generator=None):
+    def sample(self, n: int, device: torch.device | str | None = None,
+               generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return sample_binarized_prior(n, self.z_dim, self.r, device=device,
                                       generator=generator), None
 
@@ -106,7 +108,9 @@ class MixturePrior(LatentPrior):
 class StandardPrior(LatentPrior):
     """N(0, I), whatever r the generator trained with."""
 
-    def sample(self, n, device=None, generator=None):
+    def sample(self, n: int, device: torch.device | str | None = None,
+               generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return torch.randn(n, self.z_dim, device=device, generator=generator), None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -153,7 +157,9 @@ class FittedPrior(LatentPrior):
         self.log_vars = buffer(np.log(gmm.covariances_))
         self.fits += 1
 
-    def sample(self, n, device=None, generator=None):
+    def sample(self, n: int, device: torch.device | str | None = None,
+               generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         self._check_fitted()
         device = device if device is not None else self.means.device
         weights = self.log_weights.exp().to(device)
@@ -193,10 +199,15 @@ class CodesPrior(LatentPrior):
         self.register_buffer("codes", torch.zeros(0, z_dim))  # row i: code of classes[i]
         self.register_buffer("lookup", torch.zeros(0, dtype=torch.long))  # class -> row, or -1
 
+    @staticmethod
+    def capacity(z_dim: int) -> int:
+        """How many classes codes of length ``z_dim`` keep well apart."""
+        return z_dim
+
     @property
     def max_classes(self) -> int:
-        """How many classes codes of this length keep well apart."""
-        return self.z_dim
+        """How many classes this prior's codes keep well apart."""
+        return self.capacity(self.z_dim)
 
     def observe(self, classes: torch.Tensor) -> None:
         """Give each new class (in ascending order) its code; known classes keep theirs."""
@@ -235,7 +246,7 @@ class CodesPrior(LatentPrior):
                              "raise z_dim")
         return candidates[best]
 
-    def modes(self, classes: torch.Tensor) -> torch.Tensor:
+    def modes(self, classes: torch.Tensor | None) -> torch.Tensor:
         """r b_c for each class in ``classes``: shape (N, z_dim)."""
         if classes is None:
             raise ValueError("the codes prior needs the class of every image: pass classes")
@@ -249,10 +260,13 @@ class CodesPrior(LatentPrior):
             raise ValueError(f"codes prior: classes {unseen} were never observed")
         return self.r * self.codes[rows]
 
-    def kl(self, mu, logvar, classes=None):
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor,
+           classes: torch.Tensor | None = None) -> torch.Tensor:
         return 0.5 * ((mu - self.modes(classes)).pow(2) + logvar.exp() - logvar - 1.0)
 
-    def sample(self, n, device=None, generator=None):
+    def sample(self, n: int, device: torch.device | str | None = None,
+               generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if len(self.classes) == 0:
             raise ValueError("codes prior: no class observed yet; call observe(classes) first")
         device = device if device is not None else self.codes.device

@@ -27,15 +27,13 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch import nn
 
-from cl_binvae.configs import REPLAY_LABELS, ReplayConfig
+from cl_binvae.configs import FIT_SAMPLES, REPLAY_LABELS, ReplayConfig
 from cl_binvae.diagnostics import posterior_moments
 from cl_binvae.tensor_data import TensorBatches, dataset_tensors
 from cl_binvae.vae import BaseVAE
 
 __all__ = ["REPLAY_LABELS", "BinVAEReplayPlugin", "ReplayConfig"]
 
-#: Latents a fitted prior is fitted to after each experience.
-FIT_SAMPLES = 10_000
 _SAMPLE_CHUNK = 1_000  # generator samples decoded at once outside the training loop
 
 

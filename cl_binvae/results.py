@@ -8,7 +8,6 @@ callback and left out, never averaged in. Methods are named and ordered as the r
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -105,6 +104,7 @@ class Run:
 
     @property
     def seed(self) -> int:
+        """The run's seed."""
         return self.config.seed
 
     @property
@@ -116,7 +116,6 @@ class Run:
     def n_experiences(self) -> int:
         """T, the number of experiences of the stream."""
         return self.matrix.shape[1]
-
 
 
 def load_run(folder: Path) -> Run:
@@ -209,6 +208,9 @@ def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
         {
             "run_id": run.record.run_id, **_group_columns(run.group),
             "strategy": run.config.strategy, "r": run.config.r, "distill": run.config.distill,
+            "prior": run.config.prior, "prior_components": run.config.prior_components,
+            "replay_labels": run.config.replay_labels,
+            "active_classes": run.config.active_classes,
             "seed": run.seed, "method": run.method, "n_experiences": run.n_experiences,
             **{key: getattr(run.metrics, key) for key in
                ("final_avg_accuracy", "avg_forgetting", "bwt", "fwt", "wall_clock_s")},
@@ -229,14 +231,15 @@ def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
     rows = []
     for method, members in by_method(runs).items():
         config = members[0].config
-        twin_name = config.method_record.r_baseline
-        if not config.method_record.takes_r or config.r == 0 or twin_name is None:
+        if not config.method_record.takes_r or config.r == 0:
             continue
-        twin = dataclasses.replace(config, strategy=twin_name, r=0.0)
-        plain = RunConfig(strategy=twin_name, scenario=config.scenario, stream=config.stream,
-                          preset=config.preset, iterations=config.iterations,
-                          n_experiences=config.n_experiences)
-        for baseline in dict.fromkeys((twin.method, plain.method)):
+        baselines = []
+        for twin in (config.r_zero_twin, config.plain_twin):
+            try:
+                baselines.append(twin().method)
+            except ValueError:  # no r_baseline, or the twin cannot take these settings
+                continue
+        for baseline in dict.fromkeys(baselines):
             seeds = [run.seed for run in members if (baseline, run.seed) in finals]
             diffs = np.array([finals[method, s] - finals[baseline, s] for s in seeds])
             if len(diffs) == 0:

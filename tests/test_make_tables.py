@@ -243,26 +243,48 @@ def test_notebook_runs_on_tabulated_results(runs_root: Path, tmp_path: Path) -> 
 
 def test_paired_differences_against_the_twin_and_plain_dgr(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    for seed, (bin_acc, codes_acc, dgr_acc, dgr_codes_acc) in enumerate(
+    for seed, (bin_acc, fitted_acc, dgr_acc, dgr_fitted_acc) in enumerate(
             [(0.90, 0.95, 0.85, 0.86), (0.80, 0.93, 0.80, 0.82), (0.85, 0.94, 0.80, 0.80)]):
         write_run(runs, f"bin{seed}", "binvae_gr", seed, bin_acc, r=1.0)
-        write_run(runs, f"codes{seed}", "binvae_gr", seed, codes_acc, r=1.0, prior="codes")
+        write_run(runs, f"fitted{seed}", "binvae_gr", seed, fitted_acc, r=1.0, prior="fitted")
         write_run(runs, f"dgr{seed}", "dgr", seed, dgr_acc)
-        write_run(runs, f"dgr_codes{seed}", "dgr", seed, dgr_codes_acc, prior="codes")
+        write_run(runs, f"dgr_fitted{seed}", "dgr", seed, dgr_fitted_acc, prior="fitted")
     status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
                               "--no-figures")
     assert status == 0, stderr
     paired = pd.read_csv(tmp_path / "out" / "paired_split_mnist_class_paper.csv")
     rows = {(r["method"], r["baseline"]): r for r in paired.to_dict("records")}
-    assert set(rows) == {("binvae_gr r=1", "dgr"), ("binvae_gr r=1 prior=codes", "dgr"),
-                         ("binvae_gr r=1 prior=codes", "dgr prior=codes")}
+    assert set(rows) == {("binvae_gr r=1", "dgr"), ("binvae_gr r=1 prior=fitted20", "dgr"),
+                         ("binvae_gr r=1 prior=fitted20", "dgr prior=fitted20")}
     # Differences 0.05, 0.00, 0.05: mean 1/30, sd 0.05/sqrt(3), t(0.975, 2) = 4.3027.
     plain = rows["binvae_gr r=1", "dgr"]
     half = 4.302653 * (0.05 / 3**0.5) / 3**0.5
     assert plain["diff_mean"] == pytest.approx(1 / 30, abs=1e-6)
     assert (plain["ci95_low"], plain["ci95_high"]) == pytest.approx((1 / 30 - half,
                                                                      1 / 30 + half), abs=1e-5)
-    assert rows["binvae_gr r=1 prior=codes", "dgr prior=codes"]["diff_mean"] == \
+    assert rows["binvae_gr r=1 prior=fitted20", "dgr prior=fitted20"]["diff_mean"] == \
         pytest.approx(0.34 / 3, abs=1e-6)  # 0.09 + 0.11 + 0.14
     markdown = (tmp_path / "out" / "table_split_mnist_class_paper.md").read_text()
     assert "### Paired differences" in markdown and "+3.33 [" in markdown
+
+
+def test_r_sweep_draws_one_line_per_prior_with_the_right_twin(tmp_path: Path) -> None:
+    from cl_binvae.figures import _r_series
+    from cl_binvae.results import load_runs
+
+    runs = tmp_path / "runs"
+    write_run(runs, "dgr", "dgr", 0, 0.80)
+    write_run(runs, "dgr_fitted", "dgr", 0, 0.90, prior="fitted")
+    for r, acc in ((0.5, 0.70), (1.0, 0.60)):
+        write_run(runs, f"mix{r}", "binvae_gr", 0, acc, r=r)
+        write_run(runs, f"std{r}", "binvae_gr", 0, acc + 0.01, r=r, prior="standard")
+        write_run(runs, f"fit{r}", "binvae_gr", 0, acc + 0.25, r=r, prior="fitted")
+    series = {label: (finals, [run.method for run in baseline])
+              for label, finals, baseline in _r_series(load_runs([runs], print))}
+    assert series == {
+        "binvae_gr": ({0.5: [0.70], 1.0: [0.60], 0.0: [0.80]}, ["dgr"]),
+        # At r = 0 the standard prior is the plain VAE's: its twin is plain dgr.
+        "binvae_gr prior=standard": ({0.5: [0.71], 1.0: [0.61], 0.0: [0.80]}, ["dgr"]),
+        "binvae_gr prior=fitted20": ({0.5: [0.95], 1.0: [0.85], 0.0: [0.90]},
+                                     ["dgr prior=fitted20"]),
+    }

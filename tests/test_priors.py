@@ -111,10 +111,12 @@ def test_codes_kl_equals_the_closed_form():
     assert torch.allclose(plain.kl(mu, logvar, classes), standard, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(PRIORS))
+@pytest.mark.parametrize("name", ["fitted", "codes"])  # the others have no state
 def test_state_dict_round_trip_gives_identical_samples(name):
     prior = ready_prior(name, seed=3)
     fresh = build_prior(PriorConfig(name, components=3, seed=3), 1.0, 6)
+    with pytest.raises(Exception):  # noqa: B017 - unfitted or without classes: cannot sample
+        fresh.sample(1)
     fresh.load_state_dict(prior.state_dict())
     a = prior.sample(50, generator=torch.Generator().manual_seed(9))
     b = fresh.sample(50, generator=torch.Generator().manual_seed(9))
@@ -128,7 +130,9 @@ def test_a_generator_carries_its_prior_through_its_state_dict(name):
     vae = build_vae((1, 4, 4), config)
     vae.prior.load_state_dict(ready_prior(name, r=0.5).state_dict())
     copy = build_vae((1, 4, 4), config)
-    copy.load_state_dict(vae.state_dict())
+    state = vae.state_dict()
+    assert any(key.startswith("prior.") for key in state) == (name in ("fitted", "codes"))
+    copy.load_state_dict(state)
     a = vae.sample_with_classes(10, generator=torch.Generator().manual_seed(0))
     b = copy.sample_with_classes(10, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a[0], b[0])
@@ -188,3 +192,18 @@ def test_replay_class_balance_on_a_hand_made_case():
     assert uniform == {"share_t0_c0": 0.5, "share_t1_c0": 0.5, "balance": pytest.approx(1.0)}
     with pytest.raises(ValueError, match="at least one seen class"):
         replay_class_balance(tasks, labels, [])
+
+
+def test_run_settings_name_one_protocol_once():
+    """At r = 0 the standard and codes priors are the plain VAE's N(0, I): one name, one id;
+    an int r is its float."""
+    from cl_binvae.presets import RunConfig
+
+    plain = RunConfig(strategy="dgr")
+    for prior in ("standard", "codes"):
+        assert RunConfig(strategy="dgr", prior=prior).run_id == plain.run_id
+    assert RunConfig(strategy="binvae_gr", r=1).run_id == RunConfig(strategy="binvae_gr",
+                                                                     r=1.0).run_id
+    assert RunConfig(strategy="binvae_gr", r=1, prior="codes").method == \
+        "binvae_gr r=1 prior=codes"
+    assert RunConfig(strategy="binvae_gr", r=1, prior="codes").r_zero_twin() == plain

@@ -25,13 +25,19 @@ TINY = ["--stream", "split_mnist", "--iterations", "6", "--n-experiences", "2", 
         "1", "--no-progress"]
 
 
+@pytest.fixture(autouse=True)
+def real_data(data_root, monkeypatch):
+    """The driver finds the real data through the environment, as on the command line."""
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, data_root, driver):
     """Finished naive, dgr and binvae_gr runs, made once; tests copy them before damaging."""
     out = tmp_path_factory.mktemp("finished")
-    os.environ["CL_BINVAE_DATA"] = str(data_root)
-    assert driver.main([*TINY, "--strategy", "naive", "dgr", "binvae_gr", "--out",
-                        str(out)]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CL_BINVAE_DATA", str(data_root))
+        assert driver.main([*TINY, "--strategy", "naive", "dgr", "binvae_gr", "--out",
+                            str(out)]) == 0
     return out
 
 
@@ -227,7 +233,6 @@ def test_read_only_empty_data_root_names_the_missing_file(driver, tmp_path, caps
 
 def test_too_many_permuted_experiences_fail_before_allocating(driver, tmp_path, data_root,
                                                               capsys, monkeypatch):
-    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
     code = driver.main(["--stream", "permuted_mnist", "--iterations", "2", "--n-experiences",
                         "100000", "--strategy", "naive", "--out", str(tmp_path / "runs")])
     assert "more than half of this machine's" in one_line_error(capsys, code)
@@ -235,7 +240,6 @@ def test_too_many_permuted_experiences_fail_before_allocating(driver, tmp_path, 
 
 
 def test_an_unreachable_ray_address_fails_fast(driver, tmp_path, data_root, capsys, monkeypatch):
-    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

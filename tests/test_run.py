@@ -62,8 +62,14 @@ def test_quick_run_writes_complete_run_directories(tmp_path, cli):
     assert again.returncode == 0 and "done already" in again.stdout
 
 
-def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, start_driver):
-    args = [*TINY, "--iterations", "40", "--strategy", "binvae_gr", "--r", "0.3"]
+@pytest.mark.parametrize("prior", [
+    ["--prior", "mixture"],
+    ["--prior", "fitted", "--prior-components", "5"],
+    ["--prior", "codes", "--replay-labels", "prior"],
+])
+def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, start_driver, prior):
+    """Each prior's state (fitted mixture, class codes) resumes to the uninterrupted run."""
+    args = [*TINY, "--iterations", "40", "--strategy", "binvae_gr", "--r", "0.3", *prior]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
     proc = start_driver(*args, "--out", str(interrupted))
     deadline = time.time() + 300
@@ -113,6 +119,11 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, start_driver):
     (["--prior", "gmm"], "invalid choice"),
     (["--prior", "fitted", "--prior-components", "0"], "K >= 1"),
     (["--replay-labels", "prior", "--strategy", "dgr"], "needs --prior codes"),
+    (["--replay-labels", "prior", "--prior", "codes", "--strategy", "dgr"],
+     "at r = 0 the codes prior gives every class the same mode"),
+    (["--prior", "fitted", "--prior-components", "5000"], "at most 1000"),
+    (["--prior", "codes", "--stream", "permuted_mnist", "--n-experiences", "11",
+      "--strategy", "binvae_gr"], "keeps at most 100 classes apart"),
     (["--active-classes", "--scenario", "task", "--strategy", "dgr"], "class-IL only"),
     (["--logger", "slack"], "invalid choice"),
 ])
