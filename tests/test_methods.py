@@ -62,7 +62,7 @@ def test_import_registers_once_and_refuses_files_that_register_nothing(registry,
     assert import_methods([str(toy)]) == ["toy"]
     assert import_methods([str(toy)]) == []  # the same file again: skipped, not re-registered
     assert get_method("toy").generator and get_method("toy").resumable
-    assert RunConfig(strategy="toy", prior="codes").method == "toy prior=codes"
+    assert RunConfig(strategy="toy", prior="fitted").method == "toy prior=fitted20"
     twin = tmp_path / "twin.py"
     twin.write_text(TOY)
     with pytest.raises(ValueError, match="'toy' is registered already"):
@@ -177,7 +177,8 @@ def test_the_readme_example_is_the_tested_file_and_runs(tmp_path, cli):
 def test_committed_runs_keep_their_ids_and_directories():
     """Every run in results/runs still hashes to its recorded id and directory name: settings
     added to RunConfig must not move the published runs."""
-    runs = sorted((REPO / "results" / "runs").iterdir())
+    runs = sorted(p for p in (REPO / "results" / "runs").iterdir()
+                  if (p / "metrics.json").exists())  # finished ones: runs may be under way
     assert runs
     for folder in runs:
         record = json.loads((folder / "config.json").read_text())
