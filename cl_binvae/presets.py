@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cl_binvae.configs import (
+    PRIOR_NAMES,
     REPLAY_LABELS,
     STREAMS,
     PriorConfig,
@@ -238,16 +239,22 @@ class RunConfig:
         return dataclasses.replace(self, strategy=twin, r=0.0)
 
     def plain_twin(self) -> RunConfig:
-        """``r_zero_twin`` with the default prior and replay settings (plain dgr)."""
-        return RunConfig(strategy=self.r_zero_twin().strategy, stream=self.stream,
-                         scenario=self.scenario, seed=self.seed, preset=self.preset,
-                         iterations=self.iterations, n_experiences=self.n_experiences)
+        """The ``r_baseline`` method at r = 0 with the default prior and replay settings
+        (plain dgr). ``ValueError`` if the method names none."""
+        twin = self.method_record.r_baseline
+        if twin is None:
+            raise ValueError(f"{self.strategy} names no r_baseline method")
+        return RunConfig(strategy=twin, stream=self.stream, scenario=self.scenario,
+                         seed=self.seed, preset=self.preset, iterations=self.iterations,
+                         n_experiences=self.n_experiences)
 
     @property
     def table_key(self) -> tuple:
-        """Where this run's method sorts in a table: by the method's rank, then its settings."""
-        return (self.method_record.rank, self.strategy, self.prior, self.prior_components,
-                self.replay_labels, self.distill, self.active_classes, self.r)
+        """Where this run's method sorts in a table: by the method's rank, then its settings
+        (the defaults first, priors in the order of ``PRIOR_NAMES``), then r."""
+        return (self.method_record.rank, self.strategy, PRIOR_NAMES.index(self.prior),
+                self.prior_components, REPLAY_LABELS.index(self.replay_labels), self.distill,
+                self.active_classes, self.r)
 
     def describe(self) -> dict:
         """The run and its full protocol, as JSON-ready dicts."""
