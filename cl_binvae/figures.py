@@ -151,9 +151,10 @@ def r_sweep(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
         mean, sd, _ = np.array([mean_sd(finals[x]) for x in r]).T
         ax.errorbar(r, mean, yerr=np.nan_to_num(sd), marker="o", capsize=4, color=color,
                     label=label)
-        if baseline:
+        if baseline:  # several lines may share a twin (plain dgr): name it once
+            name = f"{baseline[0].method} as r=0"
             ax.plot(0.0, mean[0], "s", color=color, markersize=11, fillstyle="none",
-                    label=f"{baseline[0].method} as r=0")
+                    label=name if name not in ax.get_legend_handles_labels()[1] else None)
     methods, colors = by_method(runs), _colors(runs)
     for reference in ("naive", "joint"):
         if reference in methods:
