@@ -145,9 +145,9 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
                 _save_samples(method.samples(strategy, 64), directory, i)
             state.seconds += time.perf_counter() - start
             if progress:
-                tqdm.write(f"{run.method} seed {run.seed}: experience {i + 1}/{len(experiences)} "
-                       f"mean accuracy so far {np.mean(state.rows[-1][:i + 1]):.3f} "
-                       f"({state.seconds:.0f} s)")
+                tqdm.write(f"{run.method} seed {run.seed}: experience {i + 1}/"
+                           f"{len(experiences)} mean accuracy so far "
+                           f"{np.mean(state.rows[-1][:i + 1]):.3f} ({state.seconds:.0f} s)")
             if method.resumable:
                 checkpoint.save(saved, strategy, state)
     finally:
@@ -158,10 +158,10 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
 def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) -> RunMetrics:
     acc = np.array(state.rows)
     summary = summarize_matrix(acc, np.array(state.initial))
+    if joint:  # one row, trained on everything at once: no accuracy per step
+        summary["avg_accuracy_per_step"] = None
     metrics = RunMetrics(**summary, n_experiences=acc.shape[1],
                          wall_clock_s=round(state.seconds, 3))
-    if joint:
-        metrics = RunMetrics(**{**metrics.to_json(), "avg_accuracy_per_step": None})
     directory.write_results(acc, joint, metrics, state.diagnostics)
     directory.file(PROGRESS).unlink(missing_ok=True)
     return metrics
