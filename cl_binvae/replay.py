@@ -83,8 +83,8 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         if tuple(x0.shape) != self.generator.input_shape:
             raise ValueError(f"the generator makes images of shape {self.generator.input_shape} "
                              f"but the stream's inputs have shape {tuple(x0.shape)}")
-        classes = getattr(strategy.experience, "classes_in_this_experience", None)
         if self.config.active_classes:
+            classes = getattr(strategy.experience, "classes_in_this_experience", None)
             if classes is None:
                 raise ValueError("active_classes needs experiences that list "
                                  "classes_in_this_experience")
