@@ -288,3 +288,23 @@ def test_r_sweep_draws_one_line_per_prior_with_the_right_twin(tmp_path: Path) ->
         "binvae_gr prior=fitted20": ({0.5: [0.95], 1.0: [0.85], 0.0: [0.90]},
                                      ["dgr prior=fitted20"]),
     }
+
+
+def test_cpu_runs_get_their_own_table_apart_from_paper_and_cut(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for name, preset, iterations, acc in (("paper", "paper", None, 0.30),
+                                          ("cpu", "cpu", None, 0.40),
+                                          ("cpu_cut", "cpu", 50, 0.50)):
+        write_run(runs, name, "naive", 0, acc, iterations=iterations, preset=preset,
+                  stream="permuted_mnist")
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures")
+    assert status == 0, stderr
+    titles = {path.name: path.read_text().splitlines()[0]
+              for path in (tmp_path / "out").glob("table_*.md")}
+    assert titles == {
+        "table_permuted_mnist_class_paper.md": "## permuted_mnist / class / paper preset",
+        "table_permuted_mnist_class_cpu.md": "## permuted_mnist / class / cpu preset",
+        "table_permuted_mnist_class_cpu_it50.md":
+            "## permuted_mnist / class / cpu preset, CUT to 50 iterations per experience",
+    }

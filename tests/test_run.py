@@ -160,3 +160,27 @@ def test_runs_on_a_local_ray(tmp_path, cli):
     assert result.returncode == 0, result.stderr
     finished = sorted(d.name for d in out.iterdir() if (d / "metrics.json").exists())
     assert len(finished) == 2 and "s0-" in finished[0] and "s1-" in finished[1]
+
+
+@pytest.mark.parametrize("stream", ["split_mnist", "permuted_mnist", "split_cifar10"])
+def test_cpu_preset_end_to_end_on_each_stream(tmp_path, cli, stream):
+    """The cpu preset's protocol is what the run records and hashes; split-MNIST's cpu preset
+    is its paper preset and is recorded as such."""
+    from cl_binvae.presets import RunConfig, protocol_for
+
+    out = tmp_path / "runs"
+    result = cli("run", "--stream", stream, "--preset", "cpu", "--iterations", "3",
+                 "--n-experiences", "2", "--strategy", "naive", "dgr", "--threads", "1",
+                 "--no-progress", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    dirs = run_dirs(out)
+    config = json.loads((dirs["dgr"] / "config.json").read_text())
+    preset = "paper" if stream == "split_mnist" else "cpu"
+    assert config["run"]["preset"] == preset
+    expected = protocol_for(preset, stream, iterations=3)
+    assert config["protocol"]["solver"]["hidden"] == list(expected.solver.hidden)
+    assert config["protocol"]["iterations"] == 3
+    run = RunConfig(stream=stream, strategy="dgr", preset="cpu", iterations=3, n_experiences=2)
+    assert config["run_id"] == run.run_id
+    paper = RunConfig(stream=stream, strategy="dgr", iterations=3, n_experiences=2)
+    assert (run.run_id == paper.run_id) == (stream == "split_mnist")
