@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -84,13 +86,20 @@ def cli(data_root: Path) -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture(scope="session")
-def start_driver(data_root: Path) -> Callable[..., subprocess.Popen]:
-    """``start_driver(*args)``: benchmarks/run.py in the background, with Ctrl-C restored (a
-    parent without job control, such as a background CI step, can hand SIGINT down as
-    ignored, and Python then keeps ignoring it)."""
-    def start(*args: str) -> subprocess.Popen:
+def interrupt_driver(data_root: Path) -> Callable[..., tuple[int, str]]:
+    """``interrupt_driver(out, pattern, *args)``: run benchmarks/run.py with ``--out out``
+    until a file matching ``pattern`` appears under ``out`` (a checkpoint), then press Ctrl-C;
+    return its exit code and stderr. Ctrl-C is restored in the child: a parent without job
+    control (a background CI step) can hand SIGINT down as ignored."""
+    def interrupt(out: Path, pattern: str, *args: str) -> tuple[int, str]:
         env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
-        return subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE, str(SCRIPTS / "run.py"),
-                                 *args], env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE, str(SCRIPTS / "run.py"),
+                                 *args, "--out", str(out)], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-    return start
+        deadline = time.time() + 300
+        while not list(out.glob(pattern)) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        return proc.returncode, err
+    return interrupt

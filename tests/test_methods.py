@@ -4,9 +4,7 @@ input to --import; and the committed runs keeping their ids."""
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +121,7 @@ def test_csv_logger_writes_avalanches_csv_files(tmp_path, cli):
     assert len((csv / "eval_results.csv").read_text().splitlines()) > 2
 
 
-def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, cli, start_driver):
+def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, cli, interrupt_driver):
     """A toy method from a file: interrupted mid-stream, resumed to the same numbers as an
     uninterrupted run, then tabulated with its own row and figures."""
     toy = tmp_path / "toy.py"
@@ -131,13 +129,8 @@ def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, cli, start_drive
     args = [*TINY, "--iterations", "20", "--import", str(toy),
             "--strategy", "toy", "naive"]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
-    proc = start_driver(*args, "--out", str(interrupted))
-    deadline = time.time() + 300
-    while not list(interrupted.glob("*toy*/progress.pt")) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = interrupt_driver(interrupted, "*toy*/progress.pt", *args)
+    assert code == 130, err
     [toy_dir] = interrupted.glob("*toy*")
     assert not (toy_dir / "metrics.json").exists()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -67,17 +65,12 @@ def test_quick_run_writes_complete_run_directories(tmp_path, cli):
     ["--prior", "fitted", "--prior-components", "5"],
     ["--prior", "codes", "--replay-labels", "prior"],
 ])
-def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, start_driver, prior):
+def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, interrupt_driver, prior):
     """Each prior's state (fitted mixture, class codes) resumes to the uninterrupted run."""
     args = [*TINY, "--iterations", "40", "--strategy", "binvae_gr", "--r", "0.3", *prior]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
-    proc = start_driver(*args, "--out", str(interrupted))
-    deadline = time.time() + 300
-    while not list(interrupted.glob("*/progress.pt")) and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = interrupt_driver(interrupted, "*/progress.pt", *args)
+    assert code == 130, err
     assert err.strip().splitlines()[-1].startswith("run.py: interrupted")
     [run_dir] = interrupted.iterdir()
     assert (run_dir / "progress.pt").exists() and not (run_dir / "metrics.json").exists()
