@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="output folder (default: results)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the figures into OUT/figures (default: yes)")
+    parser.add_argument("--readme", type=Path, action="append", default=[],
+                        help="also fill this README's <!-- table: PATH --> blocks with the "
+                             "generated tables (may repeat)")
     parser.add_argument("--import", dest="imports", nargs="+", default=[],
                         metavar="FILE_OR_MODULE",
                         help="files or modules that register your own methods (as for run.py)")
@@ -49,18 +52,21 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.out, "--out")
         if args.figures:
             check_writable(args.out / "figures", "the figures folder")
-        from cl_binvae.results import ResultsError, load_runs, write_tables
+        from cl_binvae.results import ResultsError, load_runs, refresh_readme, write_tables
 
         try:
             runs = load_runs(args.runs, _report)
         except ResultsError as err:
             return fail(PROG, err)
-        written = write_tables(runs, args.out)
+        written = write_tables(runs, args.out, _report)
         if args.figures:
             # Imported here so that tables alone do not pay for seaborn and matplotlib.
             from cl_binvae.figures import write_figures
 
             written += write_figures(runs, args.out / "figures", _report)
+        for readme in args.readme:
+            filled = refresh_readme(readme)
+            print(f"{readme}: filled {len(filled)} table blocks")
     except (ValueError, OSError) as err:
         return fail(PROG, err)
     print(f"{len(runs)} runs tabulated; wrote {len(written)} files to {args.out}")

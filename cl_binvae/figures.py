@@ -41,7 +41,9 @@ def _figure(n_panels: int = 1, ncols: int = 1,
 def _colors(runs: Sequence[Run]) -> dict[str, tuple]:
     """One colour per method of a group, the same in every figure of that group."""
     methods = list(by_method(runs))
-    return dict(zip(methods, sns.color_palette("tab10", len(methods)), strict=True))
+    # tab10 repeats after ten colours: larger groups get twenty, then evenly spaced hues.
+    palette = "tab10" if len(methods) <= 10 else "tab20" if len(methods) <= 20 else "husl"
+    return dict(zip(methods, sns.color_palette(palette, len(methods)), strict=True))
 
 
 def _legend_outside(ax: Axes) -> None:

@@ -304,10 +304,71 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
     return "% requires \\usepackage{booktabs}\n" + body
 
 
-def write_tables(runs: Sequence[Run], out: Path) -> list[Path]:
+#: Generator diagnostics after the last experience shown per method (``diagnostics.csv``).
+GENERATOR_COLUMNS = {"recon": "recon (nats)", "kl": "KL_r (nats)", "active_units": "active units",
+                     "iw_ll": "IW log-lik. under its prior (nats)",
+                     "replay_balance": "replay balance"}
+
+
+def generator_summary(runs: Sequence[Run], report: Report) -> pd.DataFrame:
+    """Per generator method of one group: the mean over seeds of its diagnostics after the
+    last experience (``GENERATOR_COLUMNS``; absent ones stay empty), and n."""
+    rows = []
+    for method, members in by_method(runs).items():
+        if not members[0].config.method_record.generator:
+            continue
+        lasts = []
+        for run in members:
+            try:
+                lasts.append(RunDirectory(run.path).read_diagnostics().iloc[-1])
+            except (RunError, IndexError) as err:
+                report(f"{run.path}: no diagnostics to summarize ({err})")
+        if lasts:
+            frame = pd.DataFrame(lasts)
+            rows.append({"method": method, "n": len(lasts),
+                         **{key: frame[key].mean() if key in frame else math.nan
+                            for key in GENERATOR_COLUMNS}})
+    return pd.DataFrame(rows, columns=["method", "n", *GENERATOR_COLUMNS])
+
+
+def generator_markdown(summary: pd.DataFrame, title: str) -> str:
+    """The generator summary as a Markdown section."""
+    shown = summary.rename(columns={"method": "Method", **GENERATOR_COLUMNS})
+    shown = shown.astype(object).where(shown.notna(), None)  # absent: "–", not "nan"
+    body = shown.to_markdown(index=False, tablefmt="pipe", floatfmt=".2f", missingval="–")
+    return (f"## {title}: generators after the last experience\n\nMean over the n seeds "
+            "of each run's diagnostics.csv on 1,000 test images of all experiences (replay "
+            "balance: entropy of the replayed class shares over its maximum).\n\n"
+            f"{body}\n")
+
+
+_README_BLOCK = re.compile(r"(<!-- table: (?P<path>\S+) -->\n).*?(<!-- /table -->)", re.DOTALL)
+
+
+def refresh_readme(readme: Path) -> list[str]:
+    """Fill every block between ``<!-- table: PATH -->`` and ``<!-- /table -->`` in
+    ``readme`` with the Markdown table at PATH (relative to the readme), without its heading,
+    so that the tables a README shows are the generated ones. Written atomically; returns
+    the paths it filled. ``OSError`` for a table that is missing."""
+    text = readme.read_text(encoding="utf-8")
+
+    def table(match: re.Match) -> str:
+        body = (readme.parent / match["path"]).read_text(encoding="utf-8")
+        body = body.split("\n", 1)[1].lstrip("\n") if body.startswith("## ") else body
+        return match[1] + body + match[3]
+
+    filled = [match["path"] for match in _README_BLOCK.finditer(text)]
+    new = _README_BLOCK.sub(table, text)
+    if new != text:
+        write_text(readme, new)
+    return filled
+
+
+def write_tables(runs: Sequence[Run], out: Path, report: Report = print) -> list[Path]:
     """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``;
     where a group has binarized runs with twins, ``paired_<group>.csv`` too, and the paired
-    differences close the group's Markdown table.
+    differences close the group's Markdown table; where it has generator methods,
+    ``generators_<group>.{md,csv}`` with their diagnostics after the last experience.
 
     The output depends only on the runs (fixed float format, sorted rows), so re-running on
     the same runs gives byte-identical files. Each file is written atomically.
@@ -324,6 +385,11 @@ def write_tables(runs: Sequence[Run], out: Path) -> list[Path]:
             paths.append(out / f"paired_{group.slug}.csv")
             write_text(paths[-1], paired.to_csv(index=False, float_format="%.6f"))
             markdown += paired_markdown(paired)
+        generators = generator_summary(members, report)
+        if len(generators):
+            paths += [out / f"generators_{group.slug}{suffix}" for suffix in (".csv", ".md")]
+            write_text(paths[-2], generators.to_csv(index=False, float_format="%.6f"))
+            write_text(paths[-1], generator_markdown(generators, group.title))
         write_text(paths[0], table.to_csv(index=False, float_format="%.6f"))
         write_text(paths[1], markdown)
         write_text(paths[2], to_latex(table, group.title))

@@ -308,3 +308,35 @@ def test_cpu_runs_get_their_own_table_apart_from_paper_and_cut(tmp_path: Path) -
         "table_permuted_mnist_class_cpu_it50.md":
             "## permuted_mnist / class / cpu preset, CUT to 50 iterations per experience",
     }
+
+
+def test_readme_table_blocks_are_filled_from_the_generated_tables(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    write_run(runs, "naive", "naive", 0, 0.30)
+    readme = tmp_path / "README.md"
+    readme.write_text("Intro.\n\n<!-- table: out/table_split_mnist_class_paper.md -->\nstale\n"
+                      "<!-- /table -->\n\nOutro.\n")
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures", "--readme", str(readme))
+    assert status == 0, stderr
+    text = readme.read_text()
+    table = (tmp_path / "out" / "table_split_mnist_class_paper.md").read_text()
+    assert "stale" not in text and text.startswith("Intro.") and text.endswith("Outro.\n")
+    assert table.split("\n", 1)[1].lstrip("\n") in text  # the table, without its heading
+    assert run_main("--runs", str(runs), "--out", str(tmp_path / "out"), "--no-figures",
+                    "--readme", str(readme))[0] == 0
+    assert readme.read_text() == text  # idempotent
+    readme.write_text("<!-- table: out/nope.md -->\n<!-- /table -->\n")
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures", "--readme", str(readme))
+    assert status == 2 and "nope.md" in stderr
+
+
+def test_generator_summary_averages_the_last_diagnostics(tabulated: tuple[Path, str]) -> None:
+    summary = pd.read_csv(tabulated[0] / "generators_split_mnist_class_paper.csv")
+    assert list(summary["method"]) == ["dgr", "binvae_gr r=0.25", "binvae_gr r=0.5",
+                                       "binvae_gr r=0.5+distill"]
+    assert summary.set_index("method").loc["binvae_gr r=0.5", "n"] == 3
+    assert (summary["recon"] == 100.0).all() and summary["iw_ll"].isna().all()
+    markdown = (tabulated[0] / "generators_split_mnist_class_paper.md").read_text()
+    assert "| dgr " in markdown and "nan" not in markdown
