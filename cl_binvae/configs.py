@@ -79,11 +79,13 @@ class StreamConfig:
 @dataclass(frozen=True)
 class SolverConfig:
     """``mlp``: ``hidden`` fully connected ReLU layers (the reference protocol's 2x400).
-    ``conv``: stride-2 conv layers of ``channels`` with batch norm, then one hidden layer."""
+    ``conv``: stride-2 conv layers of ``channels`` with batch norm, then one hidden layer.
+    ``fc_batch_norm``: batch norm before the ReLU of each hidden fully connected layer too."""
 
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400, 400)
     channels: tuple[int, ...] = (32, 64, 128)
+    fc_batch_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in SOLVER_ARCHITECTURES:

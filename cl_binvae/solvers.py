@@ -27,7 +27,8 @@ def build_trunk(input_shape: tuple[int, ...], config: SolverConfig) -> tuple[nn.
     layers.append(nn.Flatten())
     hidden = config.hidden if config.arch == "mlp" else config.hidden[-1:]
     for size in hidden:
-        layers += [nn.Linear(width, size), nn.ReLU()]
+        norm = [nn.BatchNorm1d(size)] if config.fc_batch_norm else []
+        layers += [nn.Linear(width, size), *norm, nn.ReLU()]
         width = size
     return nn.Sequential(*layers), width
 
