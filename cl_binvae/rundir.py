@@ -76,6 +76,10 @@ class RunRecord:
                      versions=_get(obj, "versions", dict, CONFIG),
                      device=_get(obj, "device", str, CONFIG))
         if record.run_id != run.run_id:
+            today = json.loads(json.dumps(run.describe()["protocol"], default=str))
+            if record.protocol != today:
+                raise RunError(f"{CONFIG}: made under an earlier {run.preset} preset (its "
+                               f"protocol has changed since); rerun it to tabulate it")
             raise RunError(f"{CONFIG}: run_id {record.run_id} does not match its settings "
                            f"({run.run_id})")
         return record
@@ -194,10 +198,10 @@ class RunDirectory:
         import pandas as pd
 
         try:
-            return pd.read_csv(self.file(DIAGNOSTICS))
+            return pd.read_csv(self.file(DIAGNOSTICS)).apply(pd.to_numeric)
         except FileNotFoundError:
             raise RunError(f"{DIAGNOSTICS} is missing") from None
-        except (OSError, ValueError) as err:  # pandas parse errors are ValueErrors
+        except (OSError, ValueError, TypeError) as err:  # pandas parse errors: ValueErrors
             raise RunError(f"{DIAGNOSTICS} is unreadable ({err})") from None
 
     def read_finished(self) -> tuple[RunRecord, RunMetrics, np.ndarray]:

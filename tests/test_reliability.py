@@ -96,10 +96,21 @@ def test_tables_skip_damaged_runs_and_draw_around_a_truncated_png(tables, finish
     broken = copy_runs(naive, runs / "unreadable")
     (broken / "metrics.json").unlink()
     (broken / "metrics.json").mkdir()  # reading it fails with an OSError, like no permission
+    text_in_numbers = copy_runs(dgr, runs / "text_in_diagnostics")
+    diagnostics = text_in_numbers / "diagnostics.csv"
+    header, first, *rest = diagnostics.read_text().splitlines()
+    diagnostics.write_text("\n".join([header, first.replace(",", ",oops,", 1), *rest]))
+    older = copy_runs(naive, runs / "older_preset")
+    config = json.loads((older / "config.json").read_text())
+    config["protocol"]["lr"] /= 10  # as if the preset's learning rate changed since
+    config["run_id"] = "0123456789ab"
+    (older / "config.json").write_text(json.dumps(config))
     assert tables.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "skipping" in err and "unreadable" in err
     assert "samples_exp0.png is unreadable" in err
+    assert "text_in_diagnostics: diagnostics.csv is unreadable" in err
+    assert "older_preset: config.json: made under an earlier paper preset" in err
     assert (tmp_path / "out" / "figures" / "split_mnist_class_paper_it6_T2_samples.png").exists()
 
 
