@@ -342,14 +342,16 @@ def generator_markdown(summary: pd.DataFrame, title: str) -> str:
             f"{body}\n")
 
 
-_README_BLOCK = re.compile(r"(<!-- table: (?P<path>\S+) -->\n).*?(<!-- /table -->)", re.DOTALL)
+_README_BLOCK = re.compile(
+    r"(<!-- table: (?P<path>\S+) -->\n)(?:(?!<!-- table: ).)*?(<!-- /table -->)", re.DOTALL)
 
 
 def refresh_readme(readme: Path) -> list[str]:
     """Fill every block between ``<!-- table: PATH -->`` and ``<!-- /table -->`` in
     ``readme`` with the Markdown table at PATH (relative to the readme), without its heading,
     so that the tables a README shows are the generated ones. Written atomically; returns
-    the paths it filled. ``OSError`` for a table that is missing."""
+    the paths it filled. ``OSError`` for a table that is missing, ``ValueError`` (and nothing
+    written) where the markers do not pair up."""
     text = readme.read_text(encoding="utf-8")
 
     def table(match: re.Match) -> str:
@@ -358,6 +360,9 @@ def refresh_readme(readme: Path) -> list[str]:
         return match[1] + body + match[3]
 
     filled = [match["path"] for match in _README_BLOCK.finditer(text)]
+    if not len(filled) == text.count("<!-- table: ") == text.count("<!-- /table -->"):
+        raise ValueError(f"{readme}: every <!-- table: PATH --> needs its own <!-- /table --> "
+                         "before the next block starts; nothing was filled")
     new = _README_BLOCK.sub(table, text)
     if new != text:
         write_text(readme, new)

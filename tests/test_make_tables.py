@@ -330,6 +330,13 @@ def test_readme_table_blocks_are_filled_from_the_generated_tables(tmp_path: Path
     status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
                               "--no-figures", "--readme", str(readme))
     assert status == 2 and "nope.md" in stderr
+    unclosed = ("<!-- table: out/table_split_mnist_class_paper.md -->\nkept\n\nprose\n"
+                "<!-- table: out/table_split_mnist_class_paper.md -->\n<!-- /table -->\n")
+    readme.write_text(unclosed)
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures", "--readme", str(readme))
+    assert status == 2 and "needs its own <!-- /table -->" in stderr
+    assert readme.read_text() == unclosed
 
 
 def test_generator_summary_averages_the_last_diagnostics(tabulated: tuple[Path, str]) -> None:
