@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from cl_binvae.cli import OneLineParser, check_writable, fail, import_methods
+from cl_binvae.cli import OneLineParser, check_writable, fail, import_methods, resolve_import
 from cl_binvae.configs import LOGGERS, PRIOR_NAMES, REPLAY_LABELS, SCENARIOS, STREAMS
 from cl_binvae.methods import METHODS
 from cl_binvae.presets import PRESETS, RunConfig
@@ -113,14 +113,20 @@ def expand(args: argparse.Namespace) -> list[RunConfig]:
         method = METHODS.get(strategy)
         takes_r = method is not None and method.takes_r
         generator = method is not None and method.generator
-        run = RunConfig(stream=args.stream, scenario=scenario, strategy=strategy,
-                        r=r if takes_r else 0.0, seed=seed, preset=args.preset,
-                        distill=args.distill and generator, iterations=args.iterations,
-                        n_experiences=args.n_experiences,
-                        prior=prior if generator else "mixture",
-                        prior_components=args.prior_components,
-                        replay_labels=args.replay_labels if generator else "solver",
-                        active_classes=args.active_classes and generator)
+        try:
+            run = RunConfig(stream=args.stream, scenario=scenario, strategy=strategy,
+                            r=r if takes_r else 0.0, seed=seed, preset=args.preset,
+                            distill=args.distill and generator, iterations=args.iterations,
+                            n_experiences=args.n_experiences,
+                            prior=prior if generator else "mixture",
+                            prior_components=args.prior_components,
+                            replay_labels=args.replay_labels if generator else "solver",
+                            active_classes=args.active_classes and generator)
+        except ValueError as err:  # name the run: dgr, say, is at r = 0 whatever --r says
+            if method is None or not generator:
+                raise
+            raise ValueError(f"{strategy} (r = {r if takes_r else 0:g}, prior {prior}): "
+                             f"{err}") from None
         runs.setdefault(run.run_id, run)
     return list(runs.values())
 
@@ -154,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
 
         check_loggers(args.logger)
         load_dataset(source_dataset(args.stream), args.data_root)  # fail now, not mid-sweep
+        from cl_binvae.context import check_sweep_fits
+
+        check_sweep_fits(runs, args.data_root)
         args.out = Path(args.out)
         check_writable(args.out, "--out")
         _quiet_dependency_warnings()
@@ -219,7 +228,7 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
     try:
         task = ray.remote(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0)(
             _execute_in_worker)
-        imports = [str(Path(s).resolve()) if s.endswith(".py") else s for s in args.imports]
+        imports = [resolve_import(spec) for spec in args.imports]
         pending = {task.remote(run, str(Path(args.out).resolve()), args.data_root, device,
                                args.threads or 1, imports, args.logger): run for run in runs}
         results = {}

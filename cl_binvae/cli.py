@@ -79,12 +79,24 @@ def import_methods(specs: Sequence[str]) -> list[str]:
     return added
 
 
+def resolve_import(spec: str) -> str:
+    """``spec`` as it imports from any working directory: a file's absolute path, or the
+    module name unchanged. ``ValueError`` for a missing file or a path that is not ``.py``."""
+    if not (spec.endswith(".py") or "/" in spec or "\\" in spec):
+        return spec
+    path = Path(spec).expanduser().resolve()
+    if path.suffix != ".py":
+        raise ValueError(f"--import {spec}: give a .py file or a module name")
+    if not path.is_file():
+        raise ValueError(f"--import {spec}: no such file")
+    return str(path)
+
+
 def _module_name(spec: str) -> tuple[str, Path | None]:
     """The module name to import ``spec`` under, and its file (None for a module name)."""
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
-        path = Path(spec).expanduser().resolve()
-        if not path.is_file():
-            raise ValueError(f"--import {spec}: no such file")
-        # Named after its absolute path: the same file imports once, two files never clash.
-        return "cl_binvae_user_" + "".join(c if c.isalnum() else "_" for c in str(path)), path
-    return spec, None
+    resolved = resolve_import(spec)
+    if not resolved.endswith(".py"):
+        return spec, None
+    # Named after its absolute path: the same file imports once, two files never clash.
+    return "cl_binvae_user_" + "".join(c if c.isalnum() else "_" for c in resolved), \
+        Path(resolved)

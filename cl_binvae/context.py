@@ -22,7 +22,7 @@ from cl_binvae.priors import CodesPrior
 from cl_binvae.replay import ReplayConfig
 from cl_binvae.solvers import build_solver
 from cl_binvae.strategy import BinVAEGenerativeReplay, TensorStrategy
-from cl_binvae.streams import Stream
+from cl_binvae.streams import Stream, build_stream
 from cl_binvae.vae import BaseVAE, build_vae
 
 _PROTOCOL = object()  # "the protocol's iterations" (None already means one pass per epoch)
@@ -32,14 +32,29 @@ def check_fits(run: RunConfig, stream: Stream) -> None:
     """``ValueError`` for a run whose generator cannot hold the stream's classes, before
     anything is written: the codes prior keeps at most ``CodesPrior.capacity`` classes apart,
     and its classes are (task, label) pairs."""
-    generator = run.protocol.generator
-    if not run.method_record.generator or generator.prior.name != "codes":
+    if not _uses_codes(run):
         return
+    generator = run.protocol.generator
     n_classes = stream.n_outputs * (stream.n_experiences if run.scenario == "task" else 1)
     if n_classes > CodesPrior.capacity(generator.z_dim):
         raise ValueError(f"the codes prior with z_dim={generator.z_dim} keeps at most "
                          f"{CodesPrior.capacity(generator.z_dim)} classes apart, but this "
                          f"stream has {n_classes}; use fewer experiences or another prior")
+
+
+def check_sweep_fits(runs: Sequence[RunConfig], data_root: str | None) -> None:
+    """:func:`check_fits` for every run of a sweep before the first one trains (building each
+    stream a codes-prior run uses once), so that no run is left half a sweep."""
+    streams: dict[Any, Stream] = {}
+    for run in filter(_uses_codes, runs):
+        config = run.stream_config()
+        if config not in streams:
+            streams[config] = build_stream(config, data_root)
+        check_fits(run, streams[config])
+
+
+def _uses_codes(run: RunConfig) -> bool:
+    return run.method_record.generator and run.protocol.generator.prior.name == "codes"
 
 
 @dataclass

@@ -144,10 +144,11 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
             elif method.samples is not None:
                 _save_samples(method.samples(strategy, 64), directory, i)
             state.seconds += time.perf_counter() - start
-            if progress:
+            if progress:  # joint trains once on everything: its accuracy is on all of them
+                seen = state.rows[-1] if method.joint else state.rows[-1][:i + 1]
                 tqdm.write(f"{run.method} seed {run.seed}: experience {i + 1}/"
                            f"{len(experiences)} mean accuracy so far "
-                           f"{np.mean(state.rows[-1][:i + 1]):.3f} ({state.seconds:.0f} s)")
+                           f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
             if method.resumable:
                 checkpoint.save(saved, strategy, state)
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import cl_binvae
-from cl_binvae.cli import import_methods
+from cl_binvae.cli import import_methods, resolve_import
 from cl_binvae.methods import METHODS, get_method
 from cl_binvae.presets import RunConfig
 
@@ -67,12 +67,21 @@ def test_import_registers_once_and_refuses_files_that_register_nothing(registry,
         import_methods([str(twin)])
 
 
+def test_an_import_resolves_alike_in_the_driver_and_in_ray_workers(tmp_path, monkeypatch):
+    """Ray workers get the resolved spec: a home-relative file must name the same file."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "mine.py").write_text(TOY)
+    assert resolve_import("~/mine.py") == str(tmp_path / "mine.py")
+    assert resolve_import("package.module") == "package.module"
+
+
 @pytest.mark.parametrize("content, spec, message", [
     (None, "missing.py", "no such file"),
     (None, "no_such_package.methods", "no such module"),
     ("raise RuntimeError('boom')", "boom.py", "raised RuntimeError: boom"),
     ("x = 1", "nothing.py", "registered no method"),
     ("import not_a_module_anywhere", "broken.py", "No module named 'not_a_module_anywhere'"),
+    ("x = 1", "methods.txt", "give a .py file or a module name"),
 ])
 def test_bad_imports_exit_2_with_one_line_and_write_nothing(
         registry, driver, tmp_path, data_root, monkeypatch, capsys, content, spec, message):
