@@ -3,14 +3,17 @@
 Usage::
 
     python benchmarks/make_tables.py [--runs ROOT [ROOT ...]] [--out DIR] [--no-figures]
-                                     [--import FILE_OR_MODULE ...]
+                                     [--import FILE_OR_MODULE ...] [--readme FILE ...]
 
 Writes into ``--out`` (default ``results/``): ``runs_index.csv``; per (stream, scenario,
 protocol) ``table_<stream>_<scenario>_<preset>[_it<N>][_T<N>].{md,csv,tex}`` (``_it``/``_T``:
 cut to N iterations per experience / N experiences), ``paired_<...>.csv`` with the paired
-differences of binarized runs against their twins (also closing the Markdown table); and PNG
-figures under ``figures/``. Every file is written atomically. Unfinished, damaged or unreadable run folders are reported
-on stderr and left out; runs of your own methods need the ``--import`` that registered them.
+differences of binarized runs against their twins (also closing the Markdown table),
+``generators_<...>.{md,csv}`` with the generator diagnostics after the last experience; and
+PNG figures under ``figures/``. ``--readme`` fills that file's ``<!-- table: PATH -->``
+blocks from the tables written. Every file is written atomically. Unfinished, damaged or
+unreadable run folders are reported on stderr and left out; runs of your own methods need
+the ``--import`` that registered them.
 Exit status 2, with a one-line error, for bad arguments, an output folder that cannot be
 written, or a runs root that is missing or holds no finished run.
 """
