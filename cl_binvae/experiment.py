@@ -110,8 +110,20 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
 # -- the loop ----------------------------------------------------------------------------------
 def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
            progress: bool, loggers: Sequence[str], report: Report) -> RunMetrics:
-    method = run.method_record
+    """Train ``run`` with its loggers open, closing them whatever fails; write its results."""
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
+    try:
+        state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
+    finally:
+        close_loggers(evaluator)
+    return _finish(directory, run.method_record.joint, state)
+
+
+def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
+                       progress: bool, report: Report, evaluator: Any) -> checkpoint.Progress:
+    """Resume or start the run's strategy and train it on the experiences not done yet,
+    checkpointing after each; the accuracy rows, diagnostics and time so far."""
+    method = run.method_record
 
     def fresh_strategy() -> Any:
         _seed_everything(run.seed)
@@ -134,26 +146,23 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
     experiences = _training_experiences(stream, method.joint)
     if not state.initial:
         state.initial = evaluate(strategy, test_stream)
-    try:
-        for i in range(len(state.rows), len(experiences)):
-            start = time.perf_counter()
-            strategy.train(experiences[i])
-            state.rows.append(evaluate(strategy, test_stream))
-            if method.generator:
-                state.diagnostics.append(_diagnose(strategy, test_stream, i, directory))
-            elif method.samples is not None:
-                _save_samples(method.samples(strategy, 64), directory, i)
-            state.seconds += time.perf_counter() - start
-            if progress:  # joint trains once on everything: its accuracy is on all of them
-                seen = state.rows[-1] if method.joint else state.rows[-1][:i + 1]
-                tqdm.write(f"{run.method} seed {run.seed}: experience {i + 1}/"
-                           f"{len(experiences)} mean accuracy so far "
-                           f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
-            if method.resumable:
-                checkpoint.save(saved, strategy, state)
-    finally:
-        close_loggers(evaluator)
-    return _finish(directory, method.joint, state)
+    for i in range(len(state.rows), len(experiences)):
+        start = time.perf_counter()
+        strategy.train(experiences[i])
+        state.rows.append(evaluate(strategy, test_stream))
+        if method.generator:
+            state.diagnostics.append(_diagnose(strategy, test_stream, i, directory))
+        elif method.samples is not None:
+            _save_samples(method.samples(strategy, 64), directory, i)
+        state.seconds += time.perf_counter() - start
+        if progress:  # joint trains once on everything: its accuracy is on all of them
+            seen = state.rows[-1] if method.joint else state.rows[-1][:i + 1]
+            tqdm.write(f"{run.method} seed {run.seed}: experience {i + 1}/"
+                       f"{len(experiences)} mean accuracy so far "
+                       f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
+        if method.resumable:
+            checkpoint.save(saved, strategy, state)
+    return state
 
 
 def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) -> RunMetrics:

@@ -4,6 +4,7 @@ input to --import; and the committed runs keeping their ids."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -186,3 +187,21 @@ def test_committed_runs_keep_their_ids_and_directories():
         record = json.loads((folder / "config.json").read_text())
         run = RunConfig.from_dict(record["run"])
         assert (run.run_id, run.dir_name) == (record["run_id"], folder.name)
+
+
+def test_a_method_that_cannot_be_built_leaves_no_log_file_open(registry, tmp_path, data_root):
+    from cl_binvae.experiment import execute_run
+
+    @cl_binvae.register_method("broken")
+    def broken(ctx):
+        """raises while building"""
+        raise ValueError("cannot build")
+
+    with pytest.raises(ValueError, match="cannot build") as error:
+        execute_run(RunConfig(strategy="broken", iterations=2, n_experiences=2), tmp_path,
+                    str(data_root), progress=False, loggers=["text"])
+    assert error.tb is not None  # keeps the failed frames, and whatever they left open, alive
+    [log] = tmp_path.glob("*/logs/log.txt")
+    open_files = {Path(os.readlink(fd)) for fd in Path("/proc/self/fd").iterdir()
+                  if fd.is_symlink() and Path(os.readlink(fd)).is_absolute()}
+    assert log.resolve() not in open_files
