@@ -6,7 +6,9 @@
     python benchmarks/run.py --import my_methods.py --strategy mine naive
 
 Each run gets a directory under --out named by a hash of its configuration; a rerun skips
-finished runs, resumes unfinished ones and reruns damaged ones. `python
+finished runs, resumes unfinished ones and reruns damaged ones. A run that fails on its own (a
+NaN loss, a method that cannot be built) does not stop the others: it is reported, one line
+each, at the end, and the exit code is 2. `python
 benchmarks/make_tables.py` makes the tables.
 """
 
@@ -19,6 +21,7 @@ import re
 import socket
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +152,7 @@ def check_ray_address(address: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parse_args(argv)
+    _quiet_dependency_warnings()  # before --import: a user's file may import Avalanche
     try:
         import_methods(args.imports)
         runs = expand(args)
@@ -165,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         check_sweep_fits(runs, args.data_root)
         args.out = Path(args.out)
         check_writable(args.out, "--out")
-        _quiet_dependency_warnings()
         device = _resolve_device(args.device)
         if args.threads is not None:
             import torch
@@ -177,27 +180,53 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted; finished experiences are kept: rerun the same command "
               "to resume", file=sys.stderr)
         return 130
-    except (ValueError, OSError, ImportError, FloatingPointError) as exc:
+    except (ValueError, OSError, ImportError) as exc:
         return fail(PROG, exc)
     print("\nFinal average accuracy, average forgetting and BWT (%), mean ± sd (n seeds):")
     print(summary(runs, results))
     print(f"\nRun directories are in {args.out}; tables: python benchmarks/make_tables.py "
           f"--runs {args.out}")
-    return 0
+    failed = [(run, results[run.run_id]) for run in runs
+              if isinstance(results.get(run.run_id), Failed)]
+    for run, failure in failed:
+        fail(PROG, f"{run.scenario}-IL {run.method} seed {run.seed}: {failure.error} "
+                   f"({len(failed)} of {len(runs)} runs failed; the others ran)")
+    return 2 if failed else 0
 
 
 # -- running -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Failed:
+    """A run that stopped with an error of its own (a NaN loss, a method that cannot be built):
+    the sweep carries on with the other runs and reports it at the end."""
+
+    error: str
+
+
+def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str,
+             progress: bool, loggers: list[str]) -> Any:
+    """``execute_run``'s metrics (None: another driver holds the run), or ``Failed``."""
+    from cl_binvae.experiment import execute_run
+
+    try:
+        return execute_run(run, out, data_root, device, progress=progress, loggers=loggers)
+    except (FloatingPointError, ValueError) as exc:
+        return Failed(" ".join(str(exc).split()))
+
+
 def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
                       device: str) -> dict[str, Any]:
-    from cl_binvae.experiment import execute_run, finished_metrics
+    from cl_binvae.experiment import finished_metrics
 
     results = {}
     for k, run in enumerate(runs, 1):
         state = "done already" if finished_metrics(run, args.out) else "running"
         print(f"[{k}/{len(runs)}] {run.scenario}-IL {run.method} seed {run.seed}: {state}",
               flush=True)
-        results[run.run_id] = execute_run(run, args.out, args.data_root, device,
-                                          progress=not args.no_progress, loggers=args.logger)
+        results[run.run_id] = result = _execute(run, args.out, args.data_root, device,
+                                                not args.no_progress, args.logger)
+        if isinstance(result, Failed):
+            print(f"[{k}/{len(runs)}] failed: {result.error}", flush=True)
     return results
 
 
@@ -205,12 +234,10 @@ def _execute_in_worker(run: RunConfig, out: str, data_root: str | None, device: 
                        threads: int, imports: list[str], loggers: list[str]) -> Any:
     import torch
 
-    from cl_binvae.experiment import execute_run
-
     import_methods(imports)  # a worker is a fresh process: register the user's methods there
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
-    return execute_run(run, out, data_root, device, progress=False, loggers=loggers)
+    return _execute(run, out, data_root, device, False, loggers)
 
 
 def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
@@ -236,8 +263,12 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
             [done], _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(done)
             results[run.run_id] = metrics = ray.get(done)
-            outcome = ("skipped: another driver holds it" if metrics is None
-                       else f"final accuracy {metrics.final_avg_accuracy:.3f}")
+            if metrics is None:
+                outcome = "skipped: another driver holds it"
+            elif isinstance(metrics, Failed):
+                outcome = f"failed: {metrics.error}"
+            else:
+                outcome = f"final accuracy {metrics.final_avg_accuracy:.3f}"
             print(f"[{len(results)}/{len(runs)}] {run.scenario}-IL {run.method} seed "
                   f"{run.seed}: {outcome}", flush=True)
         return results
@@ -248,12 +279,13 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
 def summary(runs: list[RunConfig], results: dict[str, Any]) -> str:
     """Mean +- sd (n) over seeds of final accuracy, forgetting and BWT, per method."""
     from cl_binvae.results import format_cell, mean_sd
+    from cl_binvae.rundir import RunMetrics
 
     header = ("scenario", "method", "final accuracy", "forgetting", "BWT")
     lines = [f"{header[0]:8}  {header[1]:24}  " + "  ".join(f"{h:>18}" for h in header[2:])]
     groups: dict[tuple[str, str], list[Any]] = {}
     for run in runs:
-        if results.get(run.run_id) is not None:  # None: another driver holds it
+        if isinstance(results.get(run.run_id), RunMetrics):  # not held elsewhere, not failed
             groups.setdefault((run.scenario, run.method), []).append(results[run.run_id])
     for (scenario, method), metrics in groups.items():
         cells = [format_cell(*mean_sd(getattr(m, key) for m in metrics))

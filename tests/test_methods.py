@@ -189,6 +189,40 @@ def test_committed_runs_keep_their_ids_and_directories():
         assert (run.run_id, run.dir_name) == (record["run_id"], folder.name)
 
 
+FLAKY = '''
+import cl_binvae
+
+
+@cl_binvae.register_method("flaky")
+def flaky(ctx):
+    """fine-tuning that diverges at seed 0"""
+    if ctx.run.seed == 0:
+        raise FloatingPointError("solver loss is nan in experience 0")
+    return ctx.tensor_strategy()
+'''
+
+
+@pytest.mark.parametrize("parallel", [
+    [], pytest.param(["--workers", "2"], marks=pytest.mark.slow, id="ray")])
+def test_a_failing_run_is_reported_at_the_end_and_the_sweep_goes_on(tmp_path, cli, parallel):
+    if parallel:
+        pytest.importorskip("ray")
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    out = tmp_path / "runs"
+    result = cli("run", *TINY, "--n-experiences", "2", "--import", str(tmp_path / "flaky.py"),
+                 "--strategy", "flaky", "--seeds", "0", "1", "--out", str(out), *parallel)
+    assert result.returncode == 2
+    # Ray logs its start on stderr too; the driver's own lines start with its name.
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("run.py")]
+    assert line == ("run.py: error: class-IL flaky seed 0: solver loss is nan in experience 0 "
+                    "(1 of 2 runs failed; the others ran)")
+    if not parallel:
+        assert result.stderr.strip() == line
+    finished = [d.name for d in out.iterdir() if (d / "metrics.json").exists()]
+    assert len(finished) == 1 and "-s1-" in finished[0]
+    assert "flaky" in result.stdout.split("mean ± sd")[-1]  # seed 1 in the summary
+
+
 def test_a_method_that_cannot_be_built_leaves_no_log_file_open(registry, tmp_path, data_root):
     from cl_binvae.experiment import execute_run
 
