@@ -373,7 +373,8 @@ def write_tables(runs: Sequence[Run], out: Path, report: Report = print) -> list
     """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``;
     where a group has binarized runs with twins, ``paired_<group>.csv`` too, and the paired
     differences close the group's Markdown table; where it has generator methods,
-    ``generators_<group>.{md,csv}`` with their diagnostics after the last experience.
+    ``generators_<group>.{md,csv}`` with their diagnostics after the last experience (an
+    earlier one of a group that has no such runs now is removed).
 
     The output depends only on the runs (fixed float format, sorted rows), so re-running on
     the same runs gives byte-identical files. Each file is written atomically.
@@ -384,17 +385,24 @@ def write_tables(runs: Sequence[Run], out: Path, report: Report = print) -> list
     for group, members in by_group(runs).items():
         table = summarize(members)
         paths = [out / f"table_{group.slug}{suffix}" for suffix in (".csv", ".md", ".tex")]
+        paired_path = out / f"paired_{group.slug}.csv"
+        generator_paths = [out / f"generators_{group.slug}{suffix}" for suffix in (".csv", ".md")]
         paired = paired_differences(members)
         markdown = to_markdown(table, group.title)
         if len(paired):
-            paths.append(out / f"paired_{group.slug}.csv")
-            write_text(paths[-1], paired.to_csv(index=False, float_format="%.6f"))
+            paths.append(paired_path)
+            write_text(paired_path, paired.to_csv(index=False, float_format="%.6f"))
             markdown += paired_markdown(paired)
         generators = generator_summary(members, report)
         if len(generators):
-            paths += [out / f"generators_{group.slug}{suffix}" for suffix in (".csv", ".md")]
-            write_text(paths[-2], generators.to_csv(index=False, float_format="%.6f"))
-            write_text(paths[-1], generator_markdown(generators, group.title))
+            paths += generator_paths
+            write_text(generator_paths[0], generators.to_csv(index=False, float_format="%.6f"))
+            write_text(generator_paths[1], generator_markdown(generators, group.title))
+        # A group that no longer has such runs must not keep an earlier run set's file.
+        for stale in {paired_path, *generator_paths} - set(paths):
+            if stale.exists():
+                stale.unlink()
+                report(f"removed {stale}: {group.title} has no runs for it now")
         write_text(paths[0], table.to_csv(index=False, float_format="%.6f"))
         write_text(paths[1], markdown)
         write_text(paths[2], to_latex(table, group.title))

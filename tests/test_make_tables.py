@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -266,6 +267,24 @@ def test_paired_differences_against_the_twin_and_plain_dgr(tmp_path: Path) -> No
         pytest.approx(0.34 / 3, abs=1e-6)  # 0.09 + 0.11 + 0.14
     markdown = (tmp_path / "out" / "table_split_mnist_class_paper.md").read_text()
     assert "### Paired differences" in markdown and "+3.33 [" in markdown
+
+
+def test_a_group_without_pairs_or_generators_now_loses_their_old_files(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for seed in (0, 1):
+        write_run(runs, f"naive{seed}", "naive", seed, 0.3)
+        write_run(runs, f"bin{seed}", "binvae_gr", seed, 0.8, r=1.0)
+        write_run(runs, f"dgr{seed}", "dgr", seed, 0.7)
+    old = [out / f"{kind}_split_mnist_class_paper.{suffix}"
+           for kind, suffix in (("paired", "csv"), ("generators", "csv"), ("generators", "md"))]
+    assert run_main("--runs", str(runs), "--out", str(out), "--no-figures")[0] == 0
+    assert all(path.exists() for path in old)
+    for name in ("bin0", "bin1", "dgr0", "dgr1"):
+        shutil.rmtree(runs / name)
+    status, stderr = run_main("--runs", str(runs), "--out", str(out), "--no-figures")
+    assert status == 0 and not any(path.exists() for path in old)
+    assert stderr.count("removed ") == 3
+    assert "Paired" not in (out / "table_split_mnist_class_paper.md").read_text()
 
 
 def test_r_sweep_draws_one_line_per_prior_with_the_right_twin(tmp_path: Path) -> None:
