@@ -5,7 +5,7 @@
 pilot in ``results/pilots/``) so that every method trains to a meaningful point in about ten
 CPU-minutes per run; where it equals ``paper`` (split-MNIST) a run is recorded as ``paper``.
 ``quick`` keeps the paper architectures but cuts iterations so a whole stream takes minutes on
-a CPU: a smoke check, not a result.
+a CPU: a smoke check, not a result, recorded as ``paper`` cut to those iterations.
 
 Plain Python, no torch: the driver checks a whole sweep before importing the heavy parts.
 """
@@ -142,12 +142,17 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        object.__setattr__(self, "r", check_radius(self.r))  # an int r hashes as its float
+        self._validate()
+        self._name_once()
+
+    def _validate(self) -> None:
+        """``ValueError`` for settings that do not make one run."""
         self.stream_config()  # building it validates stream, scenario and n_experiences
         method = get_method(self.strategy)
         if self.scenario not in method.scenarios:
             raise ValueError(f"{self.strategy} supports the scenarios "
                              f"{', '.join(method.scenarios)}, not {self.scenario}")
-        object.__setattr__(self, "r", check_radius(self.r))  # an int r hashes as its float
         if self.r and not method.takes_r:
             raise ValueError(f"r applies to methods that take it (binvae_gr), not "
                              f"{self.strategy}")
@@ -161,16 +166,6 @@ class RunConfig:
             raise ValueError("at r = 0 the codes prior gives every class the same mode, so the "
                              "drawn class says nothing about a replayed image: label replay "
                              "by the solver, or use r > 0")
-        # One protocol, one name (and one run id): at r = 0 the standard prior and the codes
-        # prior (every class's mode at 0) are the mixture, N(0, I); K only matters to the
-        # fitted prior; split-MNIST's cpu preset is its paper preset.
-        if self.r == 0 and self.prior in ("standard", "codes"):
-            object.__setattr__(self, "prior", "mixture")
-        if self.prior != "fitted":
-            object.__setattr__(self, "prior_components", _LATER_DEFAULTS["prior_components"])
-        if self.preset == "cpu" \
-                and protocol_for("cpu", self.stream) == protocol_for("paper", self.stream):
-            object.__setattr__(self, "preset", "paper")
         if self.replay_labels == "prior" and self.distill:
             raise ValueError("--distill needs replay labelled by the solver")
         if self.active_classes and self.scenario != "class":
@@ -187,6 +182,22 @@ class RunConfig:
         if self.iterations is not None and self.iterations <= 0:
             raise ValueError(f"iterations must be > 0, got {self.iterations}")
         protocol_for(self.preset, self.stream, self.iterations)  # validates the preset
+
+    def _name_once(self) -> None:
+        """One protocol, one name (and one run id): at r = 0 the standard prior and the codes
+        prior (every class's mode at 0) are the mixture, N(0, I); K only matters to the
+        fitted prior; ``quick`` is ``paper`` cut to its iterations; a ``cpu`` preset equal to
+        ``paper`` (split-MNIST's) is ``paper``."""
+        if self.r == 0 and self.prior in ("standard", "codes"):
+            object.__setattr__(self, "prior", "mixture")
+        if self.prior != "fitted":
+            object.__setattr__(self, "prior_components", _LATER_DEFAULTS["prior_components"])
+        if self.preset == "quick":
+            object.__setattr__(self, "preset", "paper")
+            object.__setattr__(self, "iterations", _QUICK_ITERATIONS)
+        if self.preset == "cpu" \
+                and protocol_for("cpu", self.stream) == protocol_for("paper", self.stream):
+            object.__setattr__(self, "preset", "paper")
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> RunConfig:
