@@ -251,20 +251,20 @@ class RunConfig:
         """This run's settings under its method's ``r_baseline`` at r = 0 (binvae_gr -> dgr):
         the run it is compared with in paired differences and drawn at r = 0 in r sweeps.
         ``ValueError`` if the method has none, or that twin cannot take these settings."""
-        twin = self.method_record.r_baseline
-        if twin is None:
-            raise ValueError(f"{self.strategy} names no r_baseline method")
-        return dataclasses.replace(self, strategy=twin, r=0.0)
+        return dataclasses.replace(self, strategy=self._r_baseline(), r=0.0)
 
     def plain_twin(self) -> RunConfig:
         """The ``r_baseline`` method at r = 0 with the default prior and replay settings
         (plain dgr). ``ValueError`` if the method names none."""
+        return RunConfig(strategy=self._r_baseline(), stream=self.stream, scenario=self.scenario,
+                         seed=self.seed, preset=self.preset, iterations=self.iterations,
+                         n_experiences=self.n_experiences)
+
+    def _r_baseline(self) -> str:
         twin = self.method_record.r_baseline
         if twin is None:
             raise ValueError(f"{self.strategy} names no r_baseline method")
-        return RunConfig(strategy=twin, stream=self.stream, scenario=self.scenario,
-                         seed=self.seed, preset=self.preset, iterations=self.iterations,
-                         n_experiences=self.n_experiences)
+        return twin
 
     @property
     def table_key(self) -> tuple:
