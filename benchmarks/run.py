@@ -25,14 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cl_binvae.cli import OneLineParser, check_writable, fail, import_methods, resolve_import
+from cl_binvae.cli import (
+    OneLineParser,
+    check_device_name,
+    check_writable,
+    fail,
+    import_methods,
+    resolve_device,
+    resolve_import,
+)
 from cl_binvae.configs import LOGGERS, PRIOR_NAMES, REPLAY_LABELS, SCENARIOS, STREAMS
 from cl_binvae.methods import METHODS
 from cl_binvae.presets import PRESETS, RunConfig
 
 DEFAULT_STRATEGIES = ["naive", "dgr", "binvae_gr"]
 PROG = "run.py"
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 RAY_TIMEOUT_S = 10.0
 
 
@@ -100,8 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag} must be >= 1, got {value}")
-    if not _DEVICE.fullmatch(args.device):
-        p.error(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+    try:
+        check_device_name(args.device)
+    except ValueError as err:
+        p.error(str(err))
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds has duplicates: {args.seeds}")
     return args
@@ -169,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         check_sweep_fits(runs, args.data_root)
         args.out = Path(args.out)
         check_writable(args.out, "--out")
-        device = _resolve_device(args.device)
+        device = resolve_device(args.device)
         if args.threads is not None:
             import torch
 
@@ -292,19 +301,6 @@ def summary(runs: list[RunConfig], results: dict[str, Any]) -> str:
                  for key in ("final_avg_accuracy", "avg_forgetting", "bwt")]
         lines.append(f"{scenario:8}  {method:24}  " + "  ".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)
-
-
-def _resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
-    index = int(name.partition(":")[2] or 0)
-    if name.startswith("cuda") and index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPUs")
-    return name
 
 
 def _quiet_dependency_warnings() -> None:

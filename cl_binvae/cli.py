@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -29,6 +30,32 @@ def fail(prog: str, error: BaseException | str) -> int:
     """Print ``error`` as one line, ``<prog>: error: ...``, on stderr; return exit code 2."""
     print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
     return 2
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (no torch needed), else
+    ``ValueError``."""
+    if not _DEVICE.fullmatch(name):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
+def resolve_device(name: str) -> str:
+    """The torch device ``name`` means here (``auto``: CUDA when present); ``ValueError`` for
+    CUDA on a machine without it, or a GPU index it does not have."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+    index = int(name.partition(":")[2] or 0)
+    if name.startswith("cuda") and index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPUs")
+    return name
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -1,0 +1,172 @@
+"""The timed cases of ``benchmarks/perf.py``: one generative-replay experience done four ways
+on the same models (see that script for what each measures). Each case returns the seconds
+its timed experience took; CUDA work is synchronized before the clock is read.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+import tempfile
+import time
+import warnings
+from typing import Any
+
+warnings.filterwarnings("ignore")
+
+import torch
+import torch.nn.functional as F
+from avalanche.benchmarks.classic import SplitMNIST
+from avalanche.training import GenerativeReplay, VAETraining
+from avalanche.training.plugins import EvaluationPlugin, GenerativeReplayPlugin
+from avalanche.training.plugins.evaluation import default_evaluator
+from avalanche.training.supervised.strategy_wrappers import get_default_vae_logger
+from torch import nn
+
+from cl_binvae.data import export_torchvision_mnist, load_dataset
+from cl_binvae.presets import protocol_for
+from cl_binvae.regularizer import binarized_kl
+from cl_binvae.replay import ReplayConfig
+from cl_binvae.solvers import build_solver
+from cl_binvae.strategy import BinVAEGenerativeReplay
+from cl_binvae.streams import StreamConfig, build_stream
+from cl_binvae.tensor_data import TensorBatches, dataset_tensors
+from cl_binvae.vae import BaseVAE, build_vae
+
+WARMUP_ITERATIONS = 20  # the first experience: just enough to have something to replay
+
+
+def models(stream, r: float, device: str) -> tuple[nn.Module, BaseVAE]:
+    torch.manual_seed(0)
+    protocol = protocol_for("paper", "split_mnist")
+    solver = build_solver(stream.input_shape, stream.n_outputs, 1, protocol.solver)
+    vae = build_vae(stream.input_shape, dataclasses.replace(protocol.generator, r=r))
+    return solver.to(device), vae.to(device)
+
+
+def plain_loop(stream, iterations: int, r: float, device: str) -> float:
+    """(a) Seconds for ``iterations`` replay iterations in plain PyTorch."""
+    solver, vae = models(stream, r, device)
+    frozen_solver = copy.deepcopy(solver).eval().requires_grad_(False)
+    frozen_vae = copy.deepcopy(vae).eval().requires_grad_(False)
+    x, y, _ = dataset_tensors(stream.benchmark.train_stream[1].dataset, device)
+    old = torch.zeros(stream.n_outputs, dtype=torch.bool, device=device)
+    old[stream.classes_per_experience[0]] = True
+    opt_s = torch.optim.Adam(solver.parameters(), 1e-3)
+    opt_g = torch.optim.Adam(vae.parameters(), 1e-3)
+    _sync(device)
+    start = time.perf_counter()
+    for xb, yb in TensorBatches([x, y], 128, iterations=iterations):
+        with torch.no_grad():
+            xr = frozen_vae.sample(128)
+            yr = frozen_solver(xr).masked_fill(~old, -math.inf).argmax(1)
+        out = solver(torch.cat([xb, xr]))
+        loss = 0.5 * F.cross_entropy(out[:128], yb) + 0.5 * F.cross_entropy(out[128:], yr)
+        opt_s.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_s.step()
+    for (xb,) in TensorBatches([x], 128, iterations=iterations):
+        loss = 0.5 * vae.loss(xb)["loss"] + 0.5 * vae.loss(frozen_vae.sample(128))["loss"]
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def ours(stream, iterations: int, r: float, device: str) -> float:
+    """(b) Seconds for the second experience with BinVAEGenerativeReplay."""
+    solver, vae = models(stream, r, device)
+    strategy = BinVAEGenerativeReplay(
+        model=solver, optimizer=torch.optim.Adam(solver.parameters(), 1e-3), generator=vae,
+        replay=ReplayConfig(generator_iterations=WARMUP_ITERATIONS),
+        train_iterations=WARMUP_ITERATIONS, device=device,
+        evaluator=EvaluationPlugin(loggers=[]))
+    strategy.train(stream.benchmark.train_stream[0])
+    strategy.train_iterations = iterations
+    strategy.replay_plugin.config = dataclasses.replace(strategy.replay_plugin.config,
+                                                      generator_iterations=iterations)
+    return _timed(lambda: strategy.train(stream.benchmark.train_stream[1]), device)
+
+
+class AvalancheVAE(nn.Module):
+    """Our VAE with the interface Avalanche's GenerativeReplay expects (``generate(n)``)."""
+
+    def __init__(self, vae: BaseVAE) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor):
+        return self.vae(x)
+
+    def generate(self, n: int) -> torch.Tensor:
+        return self.vae.sample(n)
+
+
+def vae_criterion(vae: BaseVAE):
+    """Our ELBO loss in Avalanche's ``criterion(x, forward_output)`` form."""
+    def loss(x, output):
+        logits, mu, logvar = output
+        kl = binarized_kl(mu, logvar, vae.config.r).sum(1)
+        return (vae.reconstruction_nll(x, logits) + kl).mean()
+    return loss
+
+
+def avalanche(stream, iterations: int, r: float, device: str,
+              train_stream=None, defaults: bool = False) -> float:
+    """(c) Seconds for the second experience with Avalanche's GenerativeReplay; ``defaults``
+    gives solver and generator Avalanche's default evaluators instead of silent ones."""
+    solver, vae = models(stream, r, device)
+    common = {"device": device, "train_mb_size": 128, "eval_mb_size": 1000}
+    generator = VAETraining(model=AvalancheVAE(vae),
+                            optimizer=torch.optim.Adam(vae.parameters(), 1e-3),
+                            criterion=vae_criterion(vae), plugins=[GenerativeReplayPlugin()],
+                            evaluator=get_default_vae_logger() if defaults
+                            else EvaluationPlugin(loggers=[]), **common)
+    strategy = GenerativeReplay(model=solver,
+                                optimizer=torch.optim.Adam(solver.parameters(), 1e-3),
+                                generator_strategy=generator,
+                                evaluator=default_evaluator() if defaults
+                                else EvaluationPlugin(loggers=[]), **common)
+    first, second = (train_stream or stream.benchmark.train_stream)[:2]
+    # Avalanche counts epochs: cut the experiences to exactly N minibatches each.
+    warm, timed = copy.copy(first), copy.copy(second)
+    warm.dataset = first.dataset.subset(range(128 * WARMUP_ITERATIONS))
+    copies = math.ceil(128 * iterations / len(second.dataset))
+    timed.dataset = functools.reduce(lambda a, b: a.concat(b), [second.dataset] * copies) \
+        .subset(range(128 * iterations))
+    strategy.train(warm)
+    return _timed(lambda: strategy.train(timed), device)
+
+
+def avalanche_as_users_run_it(stream, iterations: int, r: float, device: str,
+                              data_root: str | None = None) -> float:
+    """(c') (c) on Avalanche's classic SplitMNIST with its default evaluator.
+
+    Its inputs are normalized, which our Bernoulli VAE does not model: this case measures
+    time only (the models do the same arithmetic on any values)."""
+    with tempfile.TemporaryDirectory() as root:
+        export_torchvision_mnist(load_dataset("mnist", data_root), root)
+        classic = SplitMNIST(n_experiences=5, fixed_class_order=list(range(10)),
+                             dataset_root=root)
+        return avalanche(stream, iterations, r, device, classic.train_stream, defaults=True)
+
+
+def _timed(fn, device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def split_mnist(data_root: str | None) -> Any:
+    """The split-MNIST stream every case trains on."""
+    return build_stream(StreamConfig("split_mnist"), data_root)

@@ -1,0 +1,49 @@
+"""Every script under benchmarks/ answers --help and bad flags before importing torch, with
+one line and exit code 2 for bad flags; perf.py end to end on a few iterations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# Runs a script as __main__ and reports its exit code and whether torch got imported.
+_PROBE = ("import runpy, sys\nsys.argv = sys.argv[1:]\ncode = 0\n"
+          "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+          "except SystemExit as exc:\n    code = exc.code\n"
+          "print('EXIT', code, 'torch' in sys.modules)\n")
+
+
+def probe(script: str, *args: str) -> tuple[int, bool, str]:
+    """(exit code, torch imported?, stderr) of ``benchmarks/<script>.py args``."""
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(SCRIPTS / f"{script}.py"), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+    _, code, imported = done.stdout.strip().splitlines()[-1].split()
+    return int(code), imported == "True", done.stderr
+
+
+@pytest.mark.parametrize("script, bad", [
+    ("run", ["--device", "gpu"]),
+    ("make_tables", ["--no-such-flag"]),
+    ("perf", ["--iterations", "0"]),
+])
+def test_help_and_bad_flags_answer_before_torch_is_imported(script, bad):
+    assert probe(script, "--help")[:2] == (0, False)
+    code, imported, stderr = probe(script, *bad)
+    assert (code, imported) == (2, False)
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith(f"{script}.py: error:")
+
+
+@pytest.mark.slow
+def test_perf_times_every_case_and_prints_the_ratios(cli):
+    done = cli("perf", "--iterations", "3", "--repeats", "1", "--threads", "1",
+               "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    summary = done.stdout.split("summary (median of the repeats):")[1]
+    assert summary.count("ms/iteration") == 5
+    for ratio in ("(b) / (a)", "(c) / (b)", "(c') / (b)", "(b, r=0.3) / (b, r=0)"):
+        assert ratio in summary
