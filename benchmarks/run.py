@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import re
 import socket
 import sys
@@ -31,6 +30,7 @@ from cl_binvae.cli import (
     check_writable,
     fail,
     import_methods,
+    quiet_dependency_warnings,
     resolve_device,
     resolve_import,
 )
@@ -161,7 +161,7 @@ def check_ray_address(address: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parse_args(argv)
-    _quiet_dependency_warnings()  # before --import: a user's file may import Avalanche
+    quiet_dependency_warnings()  # before --import: a user's file may import Avalanche
     try:
         import_methods(args.imports)
         runs = expand(args)
@@ -301,18 +301,6 @@ def summary(runs: list[RunConfig], results: dict[str, Any]) -> str:
                  for key in ("final_avg_accuracy", "avg_forgetting", "bwt")]
         lines.append(f"{scenario:8}  {method:24}  " + "  ".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)
-
-
-def _quiet_dependency_warnings() -> None:
-    """Hide Avalanche's and qpsolvers' warnings (deprecations, optional backends): they force
-    their own filters, so drop them at display time; other warnings still show."""
-    show = warnings.showwarning
-
-    def showwarning(message, category, filename, lineno, file=None, line=None):
-        if not any(f"{os.sep}{pkg}{os.sep}" in filename for pkg in ("avalanche", "qpsolvers")):
-            show(message, category, filename, lineno, file, line)
-
-    warnings.showwarning = showwarning
 
 
 if __name__ == "__main__":

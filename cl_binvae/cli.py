@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import re
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -56,6 +58,21 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda") and index >= torch.cuda.device_count():
         raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPUs")
     return name
+
+
+def quiet_dependency_warnings() -> None:
+    """Hide Avalanche's and qpsolvers' warnings (deprecations, optional backends) from here on:
+    they force their own filters, so drop them at display time; other warnings still show."""
+    show = warnings.showwarning
+    if getattr(show, "quiets_dependencies", False):  # in place already (tests call main often)
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not any(f"{os.sep}{pkg}{os.sep}" in filename for pkg in ("avalanche", "qpsolvers")):
+            show(message, category, filename, lineno, file, line)
+
+    showwarning.quiets_dependencies = True
+    warnings.showwarning = showwarning
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -68,6 +68,14 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, args, needle):
     assert not list(tmp_path.iterdir())
 
 
+def test_an_unwritable_out_exits_2_with_one_line(tmp_path, data_root):
+    (tmp_path / "file").write_text("")
+    done = _run("--quick", "--datasets", "mnist", "--data-root", data_root,
+                "--out", tmp_path / "file" / "out")
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "cannot write to --out" in done.stderr
+
+
 def test_corrupt_data_exits_2_with_one_line(tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"not an archive")
     done = _run("--quick", "--datasets", "mnist", "--data-root", tmp_path,

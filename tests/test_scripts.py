@@ -30,6 +30,7 @@ def probe(script: str, *args: str) -> tuple[int, bool, str]:
     ("run", ["--device", "gpu"]),
     ("make_tables", ["--no-such-flag"]),
     ("perf", ["--iterations", "0"]),
+    ("vae", ["--r", "-1"]),
 ])
 def test_help_and_bad_flags_answer_before_torch_is_imported(script, bad):
     assert probe(script, "--help")[:2] == (0, False)
