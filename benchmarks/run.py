@@ -215,12 +215,12 @@ class Failed:
 def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str,
              progress: bool, loggers: list[str]) -> Any:
     """``execute_run``'s metrics (None: another driver holds the run), or ``Failed``."""
-    from cl_binvae.experiment import execute_run
+    from cl_binvae.experiment import RunFailed, execute_run
 
     try:
         return execute_run(run, out, data_root, device, progress=progress, loggers=loggers)
-    except (FloatingPointError, ValueError) as exc:
-        return Failed(" ".join(str(exc).split()))
+    except RunFailed as exc:
+        return Failed(str(exc))
 
 
 def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,

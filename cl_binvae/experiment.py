@@ -52,6 +52,12 @@ _DIAGNOSTIC_IMAGES = 1000
 _LOCK = ".lock"
 
 
+class RunFailed(Exception):
+    """A run stopped by an error of its own once training began: its loss diverged
+    (``FloatingPointError``) or its method could not be built or trained (``ValueError``).
+    A sweep can go on with its other runs; bad data or settings fail before this."""
+
+
 def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -68,7 +74,10 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
                 device: str = "cpu", progress: bool = True, loggers: Sequence[str] = (),
                 report: Report = _warn) -> RunMetrics | None:
     """Train and evaluate ``run`` into its directory under ``out_root``; return its metrics,
-    or None when another driver holds the run (it is reported and skipped)."""
+    or None when another driver holds the run (it is reported and skipped).
+
+    ``ValueError`` for data or settings that cannot make the run (before anything is
+    written); ``RunFailed`` for a run that stopped once training began."""
     directory = RunDirectory.of(run, out_root)
     try:
         return directory.read_finished()[1]
@@ -114,6 +123,8 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
     try:
         state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
+    except (FloatingPointError, ValueError) as err:
+        raise RunFailed(" ".join(str(err).split())) from err
     finally:
         close_loggers(evaluator)
     return _finish(directory, run.method_record.joint, state)

@@ -57,6 +57,7 @@ def _load_script(name: str):
     """``benchmarks/<name>.py`` as a module, so its ``main`` runs in-process (fast)."""
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

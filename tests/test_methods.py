@@ -224,14 +224,14 @@ def test_a_failing_run_is_reported_at_the_end_and_the_sweep_goes_on(tmp_path, cl
 
 
 def test_a_method_that_cannot_be_built_leaves_no_log_file_open(registry, tmp_path, data_root):
-    from cl_binvae.experiment import execute_run
+    from cl_binvae.experiment import RunFailed, execute_run
 
     @cl_binvae.register_method("broken")
     def broken(ctx):
         """raises while building"""
         raise ValueError("cannot build")
 
-    with pytest.raises(ValueError, match="cannot build") as error:
+    with pytest.raises(RunFailed, match="cannot build") as error:
         execute_run(RunConfig(strategy="broken", iterations=2, n_experiences=2), tmp_path,
                     str(data_root), progress=False, loggers=["text"])
     assert error.tb is not None  # keeps the failed frames, and whatever they left open, alive
