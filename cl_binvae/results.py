@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cl_binvae.atomic import write_text
-from cl_binvae.presets import RunConfig
+from cl_binvae.presets import RunConfig, protocol_for
 from cl_binvae.rundir import RunDirectory, RunError, RunMetrics, RunRecord
 
 Report = Callable[[str], None]
@@ -61,14 +61,16 @@ class Group:
 
     @property
     def title(self) -> str:
-        """Human-readable name that states any cut of the preset."""
+        """Human-readable name that states any change of the preset: CUT to fewer iterations
+        or experiences, EXTENDED to more."""
         title = f"{self.stream} / {self.scenario} / {self.preset} preset"
-        cuts = []
-        if self.iterations is not None:
-            cuts.append(f"{self.iterations} iterations per experience")
-        if self.n_experiences is not None:
-            cuts.append(f"{self.n_experiences} experiences")
-        return f"{title}, CUT to {' and '.join(cuts)}" if cuts else title
+        own = {"iterations per experience": protocol_for(self.preset, self.stream).iterations,
+               "experiences": 10 if self.stream == "permuted_mnist" else 5}
+        changes = [f"{'CUT' if value < own[what] else 'EXTENDED'} to {value} {what}"
+                   for what, value in (("iterations per experience", self.iterations),
+                                       ("experiences", self.n_experiences))
+                   if value is not None]
+        return ", ".join([title, *changes])
 
     @property
     def sort_key(self) -> tuple:

@@ -22,6 +22,7 @@ import pytest
 from matplotlib.image import imsave
 
 from cl_binvae.presets import RunConfig
+from cl_binvae.results import Group
 from cl_binvae.rundir import RunDirectory, RunMetrics, RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -218,6 +219,9 @@ def test_cut_protocol_gets_its_own_table_and_says_so(tmp_path: Path) -> None:
     assert cut.startswith("## split_mnist / class / paper preset, CUT to 50 iterations per "
                           "experience\n")
     assert re.search(r"\| naive +\| +20\.00 \(1\) \|", cut)
+    assert Group("permuted_mnist", "class", "paper", 250, 20).title == (
+        "permuted_mnist / class / paper preset, CUT to 250 iterations per experience, "
+        "EXTENDED to 20 experiences")
 
 
 def test_notebook_runs_on_tabulated_results(runs_root: Path, tmp_path: Path) -> None:
@@ -313,7 +317,8 @@ def test_cpu_runs_get_their_own_table_apart_from_paper_and_cut(tmp_path: Path) -
     runs = tmp_path / "runs"
     for name, preset, iterations, acc in (("paper", "paper", None, 0.30),
                                           ("cpu", "cpu", None, 0.40),
-                                          ("cpu_cut", "cpu", 50, 0.50)):
+                                          ("cpu_cut", "cpu", 50, 0.50),
+                                          ("cpu_longer", "cpu", 2000, 0.60)):
         write_run(runs, name, "naive", 0, acc, iterations=iterations, preset=preset,
                   stream="permuted_mnist")
     status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
@@ -326,6 +331,8 @@ def test_cpu_runs_get_their_own_table_apart_from_paper_and_cut(tmp_path: Path) -
         "table_permuted_mnist_class_cpu.md": "## permuted_mnist / class / cpu preset",
         "table_permuted_mnist_class_cpu_it50.md":
             "## permuted_mnist / class / cpu preset, CUT to 50 iterations per experience",
+        "table_permuted_mnist_class_cpu_it2000.md":
+            "## permuted_mnist / class / cpu preset, EXTENDED to 2000 iterations per experience",
     }
 
 
