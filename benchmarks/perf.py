@@ -11,21 +11,33 @@
 
 One "iteration" is one solver step plus one generator step. Each is timed on the second
 experience of split-MNIST (replay on), after a short first experience; the cases take turns
-for --repeats rounds and each reports its median. The cases are in ``perf_cases.py``.
+for --repeats rounds and each reports its median. A ratio between two cases is the median over
+rounds of that round's ratio (the two ran back to back, so slow drift in machine speed
+cancels); the ratio of the medians is shown beside it. The cases are in ``perf_cases.py``.
 
-    python benchmarks/perf.py --iterations 300 --repeats 5
+    python benchmarks/perf.py --iterations 300 --repeats 5 --out results/perf.txt
     python benchmarks/perf.py --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import math
+import shlex
 import statistics
 import sys
+from pathlib import Path
 
-from cl_binvae.cli import OneLineParser, check_device_name, fail, resolve_device
+from cl_binvae.atomic import write_text
+from cl_binvae.cli import (
+    OneLineParser,
+    check_device_name,
+    check_writable,
+    fail,
+    resolve_device,
+)
 
 PROG = "perf.py"
 
@@ -45,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--data-root", help="folder with mnist.npz (default: $CL_BINVAE_DATA)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", type=Path,
+                   help="also write the report (with command, date, commit and versions) here")
     args = p.parse_args(argv)
     for flag in ("iterations", "avalanche_iterations", "repeats", "threads"):
         value = getattr(args, flag)
@@ -63,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parse_args(argv)
     try:
+        if args.out is not None:
+            check_writable(args.out.parent, "the folder of --out")
         import perf_cases as case  # beside this script: imports torch and Avalanche
         import torch
+
+        from cl_binvae.environment import environment
 
         device = resolve_device(args.device)
         if args.threads:
@@ -80,29 +98,50 @@ def main(argv: list[str] | None = None) -> int:
              ("(c') ... classic SplitMNIST, defaults",
               functools.partial(case.avalanche_as_users_run_it, data_root=args.data_root),
               0.0, n_c)]
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__};"
-          f" split-MNIST experience 2, MLP 2x400 solver, VAE 2x400 z=100, batch 128 + 128; "
-          f"median of {args.repeats}")
+    header = (f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+              "split-MNIST experience 2, MLP 2x400 solver, VAE 2x400 z=100, batch 128 + 128; "
+              f"median of {args.repeats}")
+    print(header)
     # Repeats interleave the cases, so slow drift in machine speed hits every case alike.
     samples: dict[str, list[float]] = {name: [] for name, *_ in cases}
+    lines = []
     for rep in range(args.repeats):
         for name, fn, r, n in cases:
             samples[name].append(1000 * fn(stream, n, r, device) / n)
-            print(f"repeat {rep + 1}: {name:40} {samples[name][-1]:8.2f} ms/iteration",
-                  flush=True)
-    ms = {name: statistics.median(values) for name, values in samples.items()}
+            lines.append(f"repeat {rep + 1}: {name:40} {samples[name][-1]:8.2f} ms/iteration")
+            print(lines[-1], flush=True)
+    table = summary(samples, device, args.r)
     # Avalanche's default loggers bound stdout at import and print through any redirect:
-    # repeat the measurements in one block.
-    print("\nsummary (median of the repeats):")
-    for name, value in ms.items():
-        print(f"{name:40} {value:8.2f} ms/iteration  {1000 / value:7.1f} it/s")
-    a, b0, br, c, c_users = ms.values()
-    print(f"\non {device}:")
-    print(f"(b) / (a)  = {b0 / a:5.2f}   target <= 1.5")
-    print(f"(c) / (b)  = {c / b0:5.2f}   target >= 10")
-    print(f"(c') / (b) = {c_users / b0:5.2f}   target >= 10")
-    print(f"(b, r={args.r:g}) / (b, r=0) = {br / b0:5.3f}   target <= 1.02")
+    # the summary comes again in one block.
+    print("\n" + table)
+    if args.out is not None:
+        env = environment(device)
+        command = shlex.join(["python", "benchmarks/perf.py", *(argv or sys.argv[1:])])
+        when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        provenance = [f"command: {command}", f"date: {when}", f"commit: {env['git_commit']}",
+                      f"versions: {env['versions']}", f"device: {env['device']}"]
+        write_text(args.out, "\n".join([*provenance, header, *lines, "", table, ""]))
+        print(f"wrote {args.out}")
     return 0
+
+
+def summary(samples: dict[str, list[float]], device: str, r: float) -> str:
+    """Each case's median, then the ratios against their targets: the median of the
+    per-repeat ratios, and the ratio of the medians."""
+    ms = {name: statistics.median(values) for name, values in samples.items()}
+    lines = ["summary (median of the repeats):"]
+    lines += [f"{name:40} {value:8.2f} ms/iteration  {1000 / value:7.1f} it/s"
+              for name, value in ms.items()]
+    a, b0, br, c, c_users = samples
+    lines += ["", f"on {device}: ratio (median of the per-repeat ratios; ratio of the medians)"]
+    for label, top, bottom, target in (("(b) / (a)", b0, a, "<= 1.5"),
+                                       ("(c) / (b)", c, b0, ">= 10"),
+                                       ("(c') / (b)", c_users, b0, ">= 10"),
+                                       (f"(b, r={r:g}) / (b, r=0)", br, b0, "<= 1.02")):
+        paired = statistics.median(t / b for t, b in zip(samples[top], samples[bottom]))
+        lines.append(f"{label:24} = {paired:6.3f}  ({ms[top] / ms[bottom]:6.3f})   "
+                     f"target {target}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
