@@ -40,6 +40,10 @@ from cl_binvae.cli import (
 )
 
 PROG = "perf.py"
+PLAIN = "(a) plain PyTorch loop"
+OURS = "(b) ours, r = 0"
+AVALANCHE = "(c) Avalanche GenerativeReplay"
+AVALANCHE_AS_USED = "(c') ... classic SplitMNIST, defaults"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parse_args(argv)
     try:
+        if args.out is not None and args.out.is_dir():
+            raise ValueError(f"--out {args.out} is a folder; give the report's file name")
         if args.out is not None:
             check_writable(args.out.parent, "the folder of --out")
         import perf_cases as case  # beside this script: imports torch and Avalanche
@@ -91,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         return fail(PROG, err)
     n_c = args.avalanche_iterations or args.iterations
-    cases = [("(a) plain PyTorch loop", case.plain_loop, 0.0, args.iterations),
-             ("(b) ours, r = 0", case.ours, 0.0, args.iterations),
-             (f"(b) ours, r = {args.r:g}", case.ours, args.r, args.iterations),
-             ("(c) Avalanche GenerativeReplay", case.avalanche, 0.0, n_c),
-             ("(c') ... classic SplitMNIST, defaults",
+    cases = [(PLAIN, case.plain_loop, 0.0, args.iterations),
+             (OURS, case.ours, 0.0, args.iterations),
+             (ours_at(args.r), case.ours, args.r, args.iterations),
+             (AVALANCHE, case.avalanche, 0.0, n_c),
+             (AVALANCHE_AS_USED,
               functools.partial(case.avalanche_as_users_run_it, data_root=args.data_root),
               0.0, n_c)]
     header = (f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
@@ -116,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table)
     if args.out is not None:
         env = environment(device)
-        command = shlex.join(["python", "benchmarks/perf.py", *(argv or sys.argv[1:])])
+        command = shlex.join(["python", "benchmarks/perf.py",
+                              *(sys.argv[1:] if argv is None else argv)])
         when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         provenance = [f"command: {command}", f"date: {when}", f"commit: {env['git_commit']}",
                       f"versions: {env['versions']}", f"device: {env['device']}"]
@@ -125,19 +132,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def ours_at(r: float) -> str:
+    """The name of case (b) at radius ``r``."""
+    return f"(b) ours, r = {r:g}"
+
+
 def summary(samples: dict[str, list[float]], device: str, r: float) -> str:
     """Each case's median, then the ratios against their targets: the median of the
-    per-repeat ratios, and the ratio of the medians."""
+    per-repeat ratios, and the ratio of the medians. ``samples``: ms/iteration per repeat,
+    by case name."""
     ms = {name: statistics.median(values) for name, values in samples.items()}
     lines = ["summary (median of the repeats):"]
     lines += [f"{name:40} {value:8.2f} ms/iteration  {1000 / value:7.1f} it/s"
               for name, value in ms.items()]
-    a, b0, br, c, c_users = samples
     lines += ["", f"on {device}: ratio (median of the per-repeat ratios; ratio of the medians)"]
-    for label, top, bottom, target in (("(b) / (a)", b0, a, "<= 1.5"),
-                                       ("(c) / (b)", c, b0, ">= 10"),
-                                       ("(c') / (b)", c_users, b0, ">= 10"),
-                                       (f"(b, r={r:g}) / (b, r=0)", br, b0, "<= 1.02")):
+    for label, top, bottom, target in (("(b) / (a)", OURS, PLAIN, "<= 1.5"),
+                                       ("(c) / (b)", AVALANCHE, OURS, ">= 10"),
+                                       ("(c') / (b)", AVALANCHE_AS_USED, OURS, ">= 10"),
+                                       (f"(b, r={r:g}) / (b, r=0)", ours_at(r), OURS, "<= 1.02")):
         paired = statistics.median(t / b for t, b in zip(samples[top], samples[bottom]))
         lines.append(f"{label:24} = {paired:6.3f}  ({ms[top] / ms[bottom]:6.3f})   "
                      f"target {target}")

@@ -12,7 +12,6 @@ import math
 import tempfile
 import time
 import warnings
-from typing import Any
 
 warnings.filterwarnings("ignore")
 
@@ -31,14 +30,15 @@ from cl_binvae.regularizer import binarized_kl
 from cl_binvae.replay import ReplayConfig
 from cl_binvae.solvers import build_solver
 from cl_binvae.strategy import BinVAEGenerativeReplay
-from cl_binvae.streams import StreamConfig, build_stream
+from cl_binvae.streams import Stream, StreamConfig, build_stream
 from cl_binvae.tensor_data import TensorBatches, dataset_tensors
 from cl_binvae.vae import BaseVAE, build_vae
 
 WARMUP_ITERATIONS = 20  # the first experience: just enough to have something to replay
 
 
-def models(stream, r: float, device: str) -> tuple[nn.Module, BaseVAE]:
+def models(stream: Stream, r: float, device: str) -> tuple[nn.Module, BaseVAE]:
+    """The split-MNIST paper preset's solver and VAE (at ``r``), seeded alike for every case."""
     torch.manual_seed(0)
     protocol = protocol_for("paper", "split_mnist")
     solver = build_solver(stream.input_shape, stream.n_outputs, 1, protocol.solver)
@@ -46,7 +46,7 @@ def models(stream, r: float, device: str) -> tuple[nn.Module, BaseVAE]:
     return solver.to(device), vae.to(device)
 
 
-def plain_loop(stream, iterations: int, r: float, device: str) -> float:
+def plain_loop(stream: Stream, iterations: int, r: float, device: str) -> float:
     """(a) Seconds for ``iterations`` replay iterations in plain PyTorch."""
     solver, vae = models(stream, r, device)
     frozen_solver = copy.deepcopy(solver).eval().requires_grad_(False)
@@ -76,7 +76,7 @@ def plain_loop(stream, iterations: int, r: float, device: str) -> float:
     return time.perf_counter() - start
 
 
-def ours(stream, iterations: int, r: float, device: str) -> float:
+def ours(stream: Stream, iterations: int, r: float, device: str) -> float:
     """(b) Seconds for the second experience with BinVAEGenerativeReplay."""
     solver, vae = models(stream, r, device)
     strategy = BinVAEGenerativeReplay(
@@ -114,7 +114,7 @@ def vae_criterion(vae: BaseVAE):
     return loss
 
 
-def avalanche(stream, iterations: int, r: float, device: str,
+def avalanche(stream: Stream, iterations: int, r: float, device: str,
               train_stream=None, defaults: bool = False) -> float:
     """(c) Seconds for the second experience with Avalanche's GenerativeReplay; ``defaults``
     gives solver and generator Avalanche's default evaluators instead of silent ones."""
@@ -141,7 +141,7 @@ def avalanche(stream, iterations: int, r: float, device: str,
     return _timed(lambda: strategy.train(timed), device)
 
 
-def avalanche_as_users_run_it(stream, iterations: int, r: float, device: str,
+def avalanche_as_users_run_it(stream: Stream, iterations: int, r: float, device: str,
                               data_root: str | None = None) -> float:
     """(c') (c) on Avalanche's classic SplitMNIST with its default evaluator.
 
@@ -167,6 +167,6 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def split_mnist(data_root: str | None) -> Any:
+def split_mnist(data_root: str | None) -> Stream:
     """The split-MNIST stream every case trains on."""
     return build_stream(StreamConfig("split_mnist"), data_root)

@@ -75,6 +75,11 @@ class StreamConfig:
     def is_permuted(self) -> bool:
         return self.name == "permuted_mnist"
 
+    @property
+    def experiences(self) -> int:
+        """The number of experiences: ``n_experiences``, or the stream's default."""
+        return self.n_experiences or (10 if self.is_permuted else 5)
+
 
 @dataclass(frozen=True)
 class SolverConfig:

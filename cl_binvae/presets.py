@@ -187,7 +187,8 @@ class RunConfig:
         """One protocol, one name (and one run id): at r = 0 the standard prior and the codes
         prior (every class's mode at 0) are the mixture, N(0, I); K only matters to the
         fitted prior; ``quick`` is ``paper`` cut to its iterations; a ``cpu`` preset equal to
-        ``paper`` (split-MNIST's) is ``paper``."""
+        ``paper`` (split-MNIST's) is ``paper``; the stream's default number of experiences is
+        no change of it."""
         if self.r == 0 and self.prior in ("standard", "codes"):
             object.__setattr__(self, "prior", "mixture")
         if self.prior != "fitted":
@@ -198,6 +199,8 @@ class RunConfig:
         if self.preset == "cpu" \
                 and protocol_for("cpu", self.stream) == protocol_for("paper", self.stream):
             object.__setattr__(self, "preset", "paper")
+        if self.n_experiences == StreamConfig(self.stream).experiences:
+            object.__setattr__(self, "n_experiences", None)
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> RunConfig:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cl_binvae.atomic import write_text
+from cl_binvae.configs import StreamConfig
 from cl_binvae.presets import RunConfig, protocol_for
 from cl_binvae.rundir import RunDirectory, RunError, RunMetrics, RunRecord
 
@@ -65,7 +66,7 @@ class Group:
         or experiences, EXTENDED to more."""
         title = f"{self.stream} / {self.scenario} / {self.preset} preset"
         own = {"iterations per experience": protocol_for(self.preset, self.stream).iterations,
-               "experiences": 10 if self.stream == "permuted_mnist" else 5}
+               "experiences": StreamConfig(self.stream).experiences}
         changes = [f"{'CUT' if value < own[what] else 'EXTENDED'} to {value} {what}"
                    for what, value in (("iterations per experience", self.iterations),
                                        ("experiences", self.n_experiences))

@@ -77,7 +77,7 @@ def _tensor_dataset(x: torch.Tensor, y: np.ndarray):
 
 
 def _split_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
-    n_exp = config.n_experiences or 5
+    n_exp = config.experiences
     classes = np.unique(data.y_train)
     if len(classes) % n_exp:
         raise DataError(f"{len(classes)} classes cannot be split evenly into {n_exp} experiences;"
@@ -106,7 +106,7 @@ def _split_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
 
 
 def _permuted_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
-    n_exp = config.n_experiences or 10
+    n_exp = config.experiences
     shape = data.image_shape
     # Every experience is a permuted float32 copy of the whole dataset: refuse, before any
     # allocation, a stream that would take more than half of this machine's memory.

@@ -231,10 +231,11 @@ def test_a_method_that_cannot_be_built_leaves_no_log_file_open(registry, tmp_pat
         """raises while building"""
         raise ValueError("cannot build")
 
+    # ``error`` keeps the failed frames alive, and with them any file they left open.
     with pytest.raises(RunFailed, match="cannot build") as error:
         execute_run(RunConfig(strategy="broken", iterations=2, n_experiences=2), tmp_path,
                     str(data_root), progress=False, loggers=["text"])
-    assert error.tb is not None  # keeps the failed frames, and whatever they left open, alive
+    assert isinstance(error.value.__cause__, ValueError)  # the builder's own error, chained
     [log] = tmp_path.glob("*/logs/log.txt")
     open_files = {Path(os.readlink(fd)) for fd in Path("/proc/self/fd").iterdir()
                   if fd.is_symlink() and Path(os.readlink(fd)).is_absolute()}

@@ -196,7 +196,8 @@ def test_replay_class_balance_on_a_hand_made_case():
 
 def test_run_settings_name_one_protocol_once():
     """At r = 0 the standard and codes priors are the plain VAE's N(0, I): one name, one id;
-    an int r is its float; the quick preset is the paper preset cut to 300 iterations."""
+    an int r is its float; the quick preset is the paper preset cut to 300 iterations; the
+    stream's default number of experiences is no change."""
     from cl_binvae.presets import RunConfig
 
     plain = RunConfig(strategy="dgr")
@@ -207,6 +208,7 @@ def test_run_settings_name_one_protocol_once():
     assert RunConfig(strategy="binvae_gr", r=1, prior="codes").method == \
         "binvae_gr r=1 prior=codes"
     assert RunConfig(strategy="binvae_gr", r=1, prior="codes").r_zero_twin() == plain
-    quick = RunConfig(strategy="dgr", preset="quick")
-    assert quick == RunConfig(strategy="dgr", preset="paper", iterations=300)
-    assert quick.protocol == RunConfig(strategy="dgr", iterations=300).protocol
+    assert RunConfig(strategy="dgr", preset="quick") == RunConfig(strategy="dgr", iterations=300)
+    assert RunConfig(strategy="dgr", n_experiences=5) == plain
+    assert RunConfig(strategy="dgr", stream="permuted_mnist", n_experiences=10) == \
+        RunConfig(strategy="dgr", stream="permuted_mnist")

@@ -3,6 +3,8 @@ one line and exit code 2 for bad flags; perf.py end to end on a few iterations."
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,7 @@ def probe(script: str, *args: str) -> tuple[int, bool, str]:
     ("run", ["--device", "gpu"]),
     ("make_tables", ["--no-such-flag"]),
     ("perf", ["--iterations", "0"]),
+    ("perf", ["--out", str(SCRIPTS)]),  # a folder, not a file: refused before timing anything
     ("vae", ["--r", "-1"]),
 ])
 def test_help_and_bad_flags_answer_before_torch_is_imported(script, bad):
@@ -48,3 +51,19 @@ def test_perf_times_every_case_and_prints_the_ratios(cli):
     assert summary.count("ms/iteration") == 5
     for ratio in ("(b) / (a)", "(c) / (b)", "(c') / (b)", "(b, r=0.3) / (b, r=0)"):
         assert ratio in summary
+
+
+def test_perf_ratios_are_medians_of_per_repeat_ratios():
+    spec = importlib.util.spec_from_file_location("benchmarks_perf_summary", SCRIPTS / "perf.py")
+    perf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf)
+    samples = {perf.PLAIN: [10.0, 20.0], perf.OURS: [11.0, 20.0],
+               perf.ours_at(0.3): [11.0, 30.0], perf.AVALANCHE: [22.0, 40.0],
+               perf.AVALANCHE_AS_USED: [33.0, 40.0]}
+    ratios = {m[1].strip(): (float(m[2]), float(m[3])) for m in re.finditer(
+        r"^(.+?) = +([\d.]+) +\( *([\d.]+)\) +target", perf.summary(samples, "cpu", 0.3),
+        re.MULTILINE)}
+    # Per repeat 1.1 and 1.0 (median 1.05); medians 15.5 / 15 = 1.033.
+    assert ratios["(b) / (a)"] == (1.05, 1.033)
+    assert ratios["(b, r=0.3) / (b, r=0)"] == (1.25, 1.323)
+    assert ratios["(c') / (b)"] == (2.5, 2.355)
