@@ -15,6 +15,7 @@ import os
 import random
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ import torchvision
 from tqdm.auto import tqdm
 
 from cl_binvae import checkpoint
-from cl_binvae.atomic import atomic_path, remove_orphans
+from cl_binvae.atomic import atomic_path, remove_orphans, write_text
 from cl_binvae.context import MethodContext, check_fits
 from cl_binvae.diagnostics import replay_class_balance, summarize
 from cl_binvae.environment import environment
@@ -36,6 +37,7 @@ from cl_binvae.plugins import FiniteLossCheck, ProgressBar
 from cl_binvae.presets import RunConfig
 from cl_binvae.replay import BinVAEReplayPlugin
 from cl_binvae.rundir import (
+    ERROR,
     METRICS,
     PROGRESS,
     RunDirectory,
@@ -98,6 +100,7 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
             pass
         remove_orphans(directory.path)
         directory.file(METRICS).unlink(missing_ok=True)  # a damaged one: rerun from here
+        directory.file(ERROR).unlink(missing_ok=True)  # an earlier attempt's failure
         return _train(run, directory, stream, device, progress, loggers, report)
 
 
@@ -124,7 +127,10 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
     try:
         state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
     except (FloatingPointError, ValueError) as err:
-        raise RunFailed(" ".join(str(err).split())) from err
+        # The driver reports one line; the traceback stays with the run, for a bug's sake.
+        write_text(directory.file(ERROR), traceback.format_exc())
+        raise RunFailed(f"{' '.join(str(err).split())} (traceback in "
+                        f"{directory.file(ERROR)})") from err
     finally:
         close_loggers(evaluator)
     return _finish(directory, run.method_record.joint, state)

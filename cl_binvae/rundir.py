@@ -8,6 +8,8 @@
         progress.pt          the state after the last finished experience (removed at the end)
         metrics.json         RunMetrics, written last: a run is finished when it and everything
                              it summarizes are there and consistent
+        error.txt            the traceback of a run that failed once training began (removed
+                             when it runs again)
 
 The driver writes through these classes and resume, tables and figures read through them, so
 a reader checks exactly what the writer wrote. Every write is atomic.
@@ -33,6 +35,7 @@ MATRIX = "accuracy_matrix.csv"
 DIAGNOSTICS = "diagnostics.csv"
 METRICS = "metrics.json"
 PROGRESS = "progress.pt"
+ERROR = "error.txt"
 JOINT_ROW = "joint"  # the accuracy matrix's row label for a method trained on all at once
 
 

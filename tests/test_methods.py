@@ -214,10 +214,14 @@ def test_a_failing_run_is_reported_at_the_end_and_the_sweep_goes_on(tmp_path, cl
     assert result.returncode == 2
     # Ray logs its start on stderr too; the driver's own lines start with its name.
     [line] = [x for x in result.stderr.splitlines() if x.startswith("run.py")]
+    [failed] = out.glob("*-s0-*")
     assert line == ("run.py: error: class-IL flaky seed 0: solver loss is nan in experience 0 "
-                    "(1 of 2 runs failed; the others ran)")
+                    f"(traceback in {failed.resolve() / 'error.txt'}) (1 of 2 runs failed; the "
+                    "others ran)")
     if not parallel:
         assert result.stderr.strip() == line
+    trace = (failed / "error.txt").read_text()
+    assert trace.startswith("Traceback") and "FloatingPointError: solver loss is nan" in trace
     finished = [d.name for d in out.iterdir() if (d / "metrics.json").exists()]
     assert len(finished) == 1 and "-s1-" in finished[0]
     assert "flaky" in result.stdout.split("mean ± sd")[-1]  # seed 1 in the summary
@@ -240,3 +244,15 @@ def test_a_method_that_cannot_be_built_leaves_no_log_file_open(registry, tmp_pat
     open_files = {Path(os.readlink(fd)) for fd in Path("/proc/self/fd").iterdir()
                   if fd.is_symlink() and Path(os.readlink(fd)).is_absolute()}
     assert log.resolve() not in open_files
+
+
+def test_running_a_run_again_removes_the_last_attempts_error(driver, tmp_path, data_root,
+                                                            monkeypatch):
+    monkeypatch.setenv("CL_BINVAE_DATA", str(data_root))
+    args = [*TINY, "--n-experiences", "2", "--strategy", "naive", "--out", str(tmp_path)]
+    assert driver.main(args) == 0
+    [run] = tmp_path.iterdir()
+    (run / "metrics.json").unlink()  # as after a failed attempt: unfinished, with its error
+    (run / "error.txt").write_text("Traceback (most recent call last): ...")
+    assert driver.main(args) == 0
+    assert (run / "metrics.json").exists() and not (run / "error.txt").exists()
