@@ -271,7 +271,12 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
         while pending:
             [done], _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(done)
-            results[run.run_id] = metrics = ray.get(done)
+            try:
+                results[run.run_id] = metrics = ray.get(done)
+            except ray.exceptions.RayTaskError as err:
+                # What the worker raised, without Ray's remote traceback around it: the
+                # driver reports it in one line, as a sequential run would.
+                raise err.cause from None
             if metrics is None:
                 outcome = "skipped: another driver holds it"
             elif isinstance(metrics, Failed):

@@ -155,6 +155,18 @@ def test_runs_on_a_local_ray(tmp_path, cli):
     assert len(finished) == 2 and "s0-" in finished[0] and "s1-" in finished[1]
 
 
+@pytest.mark.slow
+def test_an_error_in_a_ray_worker_is_one_line_without_rays_traceback(tmp_path, cli):
+    pytest.importorskip("ray")
+    result = cli("run", *TINY, "--n-experiences", "3", "--strategy", "naive", "--workers", "2",
+                 "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    # Ray logs its start on stderr too; the driver's own lines start with its name.
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("run.py")]
+    assert line.startswith("run.py: error: 10 classes cannot be split evenly into 3 experiences")
+    assert "Traceback" not in result.stderr and "ray::" not in line
+
+
 @pytest.mark.parametrize("stream", ["split_mnist", "permuted_mnist", "split_cifar10"])
 def test_cpu_preset_end_to_end_on_each_stream(tmp_path, cli, stream):
     """The cpu preset's protocol is what the run records and hashes; split-MNIST's cpu preset
