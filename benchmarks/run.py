@@ -20,7 +20,6 @@ import re
 import socket
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,37 +194,33 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(runs, results))
     print(f"\nRun directories are in {args.out}; tables: python benchmarks/make_tables.py "
           f"--runs {args.out}")
+    from cl_binvae.experiment import RunFailed
+
     failed = [(run, results[run.run_id]) for run in runs
-              if isinstance(results.get(run.run_id), Failed)]
+              if isinstance(results.get(run.run_id), RunFailed)]
     for run, failure in failed:
-        fail(PROG, f"{run.scenario}-IL {run.method} seed {run.seed}: {failure.error} "
+        fail(PROG, f"{run.scenario}-IL {run.method} seed {run.seed}: {failure} "
                    f"({len(failed)} of {len(runs)} runs failed; the others ran)")
     return 2 if failed else 0
 
 
 # -- running -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Failed:
-    """A run that stopped with an error of its own (a NaN loss, a method that cannot be built):
-    the sweep carries on with the other runs and reports it at the end."""
-
-    error: str
-
-
 def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str,
              progress: bool, loggers: list[str]) -> Any:
-    """``execute_run``'s metrics (None: another driver holds the run), or ``Failed``."""
+    """``execute_run``'s metrics (None: another driver holds the run), or the ``RunFailed``
+    of a run that failed on its own, returned so that the sweep goes on (and Ray hands it
+    back as a value, not as its own error)."""
     from cl_binvae.experiment import RunFailed, execute_run
 
     try:
         return execute_run(run, out, data_root, device, progress=progress, loggers=loggers)
     except RunFailed as exc:
-        return Failed(str(exc))
+        return exc
 
 
 def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
                       device: str) -> dict[str, Any]:
-    from cl_binvae.experiment import finished_metrics
+    from cl_binvae.experiment import RunFailed, finished_metrics
 
     results = {}
     for k, run in enumerate(runs, 1):
@@ -234,8 +229,8 @@ def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
               flush=True)
         results[run.run_id] = result = _execute(run, args.out, args.data_root, device,
                                                 not args.no_progress, args.logger)
-        if isinstance(result, Failed):
-            print(f"[{k}/{len(runs)}] failed: {result.error}", flush=True)
+        if isinstance(result, RunFailed):
+            print(f"[{k}/{len(runs)}] failed: {result}", flush=True)
     return results
 
 
@@ -257,6 +252,8 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
     except ImportError as exc:
         raise ImportError("--workers/--ray-address need Ray: pip install 'cl_binvae[ray]'") \
             from exc
+    from cl_binvae.experiment import RunFailed
+
     if args.ray_address:
         ray.init(address=args.ray_address)
     else:
@@ -279,8 +276,8 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
                 raise err.cause from None
             if metrics is None:
                 outcome = "skipped: another driver holds it"
-            elif isinstance(metrics, Failed):
-                outcome = f"failed: {metrics.error}"
+            elif isinstance(metrics, RunFailed):
+                outcome = f"failed: {metrics}"
             else:
                 outcome = f"final accuracy {metrics.final_avg_accuracy:.3f}"
             print(f"[{len(results)}/{len(runs)}] {run.scenario}-IL {run.method} seed "

@@ -402,8 +402,8 @@ def write_tables(runs: Sequence[Run], out: Path, report: Report = print) -> list
             write_text(generator_paths[0], generators.to_csv(index=False, float_format="%.6f"))
             write_text(generator_paths[1], generator_markdown(generators, group.title))
         # A group that no longer has such runs must not keep an earlier run set's file.
-        for stale in {paired_path, *generator_paths} - set(paths):
-            if stale.exists():
+        for stale in (paired_path, *generator_paths):
+            if stale not in paths and stale.exists():
                 stale.unlink()
                 report(f"removed {stale}: {group.title} has no runs for it now")
         write_text(paths[0], table.to_csv(index=False, float_format="%.6f"))

@@ -43,14 +43,20 @@ def test_help_and_bad_flags_answer_before_torch_is_imported(script, bad):
 
 
 @pytest.mark.slow
-def test_perf_times_every_case_and_prints_the_ratios(cli):
+def test_perf_times_every_case_and_prints_the_ratios(cli, tmp_path):
+    report = tmp_path / "perf.txt"
     done = cli("perf", "--iterations", "3", "--repeats", "1", "--threads", "1",
-               "--device", "cpu")
+               "--device", "cpu", "--out", str(report))
     assert done.returncode == 0, done.stderr
     summary = done.stdout.split("summary (median of the repeats):")[1]
     assert summary.count("ms/iteration") == 5
     for ratio in ("(b) / (a)", "(c) / (b)", "(c') / (b)", "(b, r=0.3) / (b, r=0)"):
         assert ratio in summary
+    written = report.read_text()
+    assert written.startswith("command: python benchmarks/perf.py --iterations 3 ")
+    assert "commit: " in written and "repeat 1: (a) plain PyTorch loop" in written
+    ratio_line = next(x for x in summary.splitlines() if x.startswith("(b, r=0.3)"))
+    assert written.rstrip().endswith(ratio_line) and f"wrote {report}" in done.stdout
 
 
 def test_perf_ratios_are_medians_of_per_repeat_ratios():
