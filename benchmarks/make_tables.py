@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cl_binvae.cli import OneLineParser, check_writable, fail, import_methods
+from cl_binvae.suite.cli import OneLineParser, check_writable, fail, import_methods
 
 PROG = "make_tables.py"
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable(args.out, "--out")
         if args.figures:
             check_writable(args.out / "figures", "the figures folder")
-        from cl_binvae.results import ResultsError, load_runs, refresh_readme, write_tables
+        from cl_binvae.report.tables import ResultsError, load_runs, refresh_readme, write_tables
 
         try:
             runs = load_runs(args.runs, _report)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_tables(runs, args.out, _report)
         if args.figures:
             # Imported here so that tables alone do not pay for seaborn and matplotlib.
-            from cl_binvae.figures import write_figures
+            from cl_binvae.report.figures import write_figures
 
             written += write_figures(runs, args.out / "figures", _report)
         for readme in args.readme:

@@ -30,8 +30,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from cl_binvae.atomic import write_text
-from cl_binvae.cli import (
+from cl_binvae.suite.atomic import write_text
+from cl_binvae.suite.cli import (
     OneLineParser,
     check_device_name,
     check_writable,
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         import perf_cases as case  # beside this script: imports torch and Avalanche
         import torch
 
-        from cl_binvae.environment import environment
+        from cl_binvae.suite.environment import environment
 
         device = resolve_device(args.device)
         if args.threads:

@@ -24,15 +24,15 @@ from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.supervised.strategy_wrappers import get_default_vae_logger
 from torch import nn
 
-from cl_binvae.data import export_torchvision_mnist, load_dataset
-from cl_binvae.presets import protocol_for
-from cl_binvae.regularizer import binarized_kl
-from cl_binvae.replay import ReplayConfig
-from cl_binvae.solvers import build_solver
-from cl_binvae.strategy import BinVAEGenerativeReplay
-from cl_binvae.streams import Stream, StreamConfig, build_stream
-from cl_binvae.tensor_data import TensorBatches, dataset_tensors
-from cl_binvae.vae import BaseVAE, build_vae
+from cl_binvae.model.regularizer import binarized_kl
+from cl_binvae.model.vae import BaseVAE, build_vae
+from cl_binvae.replay.plugin import ReplayConfig
+from cl_binvae.replay.strategy import BinVAEGenerativeReplay
+from cl_binvae.replay.tensor_batches import TensorBatches, dataset_tensors
+from cl_binvae.suite.data import export_torchvision_mnist, load_dataset
+from cl_binvae.suite.presets import protocol_for
+from cl_binvae.suite.solvers import build_solver
+from cl_binvae.suite.streams import Stream, StreamConfig, build_stream
 
 WARMUP_ITERATIONS = 20  # the first experience: just enough to have something to replay
 

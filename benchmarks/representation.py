@@ -29,12 +29,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from cl_binvae.atomic import atomic_path, write_text
-from cl_binvae.data import load_dataset
-from cl_binvae.diagnostics import posterior_moments, summarize
-from cl_binvae.presets import protocol_for as preset_protocol
-from cl_binvae.tensor_data import TensorBatches
-from cl_binvae.vae import BaseVAE, VAEConfig, build_vae
+from cl_binvae.model.diagnostics import posterior_moments, summarize
+from cl_binvae.model.vae import BaseVAE, VAEConfig, build_vae
+from cl_binvae.replay.tensor_batches import TensorBatches
+from cl_binvae.suite.atomic import atomic_path, write_text
+from cl_binvae.suite.data import load_dataset
+from cl_binvae.suite.presets import protocol_for as preset_protocol
 
 if TYPE_CHECKING:
     from vae import Protocol
@@ -77,7 +77,7 @@ def load_splits(dataset: str, proto: Protocol, root: Path | None) -> tuple[Split
     data = load_dataset(dataset, root)
     # Imported here: it loads Avalanche, which takes seconds and warns on stderr, a cost that
     # --help, bad flags and missing data should not pay.
-    from cl_binvae.streams import images_to_tensor
+    from cl_binvae.suite.streams import images_to_tensor
 
     rng = np.random.default_rng(0)
 

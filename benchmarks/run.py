@@ -15,6 +15,7 @@ benchmarks/make_tables.py` makes the tables.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import re
 import socket
@@ -23,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from cl_binvae.cli import (
+from cl_binvae.suite.cli import (
     OneLineParser,
     check_device_name,
     check_writable,
@@ -33,19 +34,49 @@ from cl_binvae.cli import (
     resolve_device,
     resolve_import,
 )
-from cl_binvae.configs import LOGGERS, PRIOR_NAMES, REPLAY_LABELS, SCENARIOS, STREAMS
-from cl_binvae.methods import METHODS
-from cl_binvae.presets import PRESETS, RunConfig
+from cl_binvae.suite.config import LOGGERS, SCENARIOS, STREAMS
+from cl_binvae.suite.presets import PRESETS
+from cl_binvae.suite.registry import METHODS, Method, get_method, method_flags
+from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.settings import Flag
 
 DEFAULT_STRATEGIES = ["naive", "dgr", "binvae_gr"]
 PROG = "run.py"
 RAY_TIMEOUT_S = 10.0
 
 
+def import_user_methods(argv: list[str] | None) -> None:
+    """Import the files and modules ``--import`` names, before the command line is parsed
+    whole, so that the methods they register add their flags to it. ``ValueError`` for one
+    that cannot be imported or registers nothing."""
+    argv = sys.argv[1:] if argv is None else argv
+    known, _ = _parser(with_methods=False, add_help=False).parse_known_args(argv)
+    quiet_dependency_warnings()  # before --import: a user's file may import Avalanche
+    import_methods(known.imports)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line, parsed and checked for form (no torch needed)."""
+    """The command line, parsed and checked for form (no torch needed), with the flags of
+    every registered method (import users' methods first: ``import_user_methods``)."""
+    p = _parser(with_methods=True)
+    args = p.parse_args(argv)
+    for flag in ("workers", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag} must be >= 1, got {value}")
+    try:
+        check_device_name(args.device)
+    except ValueError as err:
+        p.error(str(err))
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds has duplicates: {args.seeds}")
+    return args
+
+
+def _parser(with_methods: bool, add_help: bool = True) -> argparse.ArgumentParser:
+    """The driver's flags, and with ``with_methods`` those of every registered method."""
     methods = "; ".join(f"{m.name} ({m.description})" for m in METHODS.values())
-    p = OneLineParser(prog=PROG, description=__doc__,
+    p = OneLineParser(prog=PROG, description=__doc__, add_help=add_help,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stream", default="split_mnist",
                    help=f"one of {', '.join(STREAMS)}, or a .npz file with x_train, y_train, "
@@ -56,25 +87,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--import", dest="imports", nargs="+", default=[], metavar="FILE_OR_MODULE",
                    help="a .py file or module that registers methods with "
                         "@cl_binvae.register_method (see README)")
-    p.add_argument("--r", type=float, nargs="+", default=[0.3],
-                   help="binarization radius r >= 0 for methods that take it (binvae_gr); "
-                        "several values sweep (default: 0.3)")
-    p.add_argument("--prior", nargs="+", default=["mixture"], choices=PRIOR_NAMES,
-                   help="generator methods: the latent prior replay samples from: mixture "
-                        "(fair-sign 0.5 N(r,1) + 0.5 N(-r,1)), standard (N(0, I)), fitted (a "
-                        "Gaussian mixture fitted after each experience), codes (a binary code "
-                        "per class); several values sweep (default: mixture)")
-    p.add_argument("--prior-components", type=int, default=20, metavar="K",
-                   help="components of the fitted prior (default: 20)")
-    p.add_argument("--replay-labels", default="solver", choices=REPLAY_LABELS,
-                   help="label replay by the frozen solver, or (--prior codes) by the class "
-                        "the prior drew (default: solver)")
-    p.add_argument("--active-classes", action="store_true",
-                   help="class-IL, generator methods: current and replay losses over the "
-                        "classes seen so far only (van de Ven et al.)")
-    p.add_argument("--distill", action="store_true",
-                   help="generator methods: replay soft targets at temperature 2, not hard "
-                        "labels")
     p.add_argument("--scenario", nargs="+", default=["class"], choices=SCENARIOS,
                    help="task-, domain- or class-incremental (default: class)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default: 0)")
@@ -101,45 +113,80 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ray-address", help="join an existing Ray cluster at this address")
     p.add_argument("--threads", type=int, help="torch CPU threads per run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    for flag in ("workers", "threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            p.error(f"--{flag} must be >= 1, got {value}")
-    try:
-        check_device_name(args.device)
-    except ValueError as err:
-        p.error(str(err))
-    if len(set(args.seeds)) != len(args.seeds):
-        p.error(f"--seeds has duplicates: {args.seeds}")
-    return args
+    if with_methods:
+        group = p.add_argument_group("method settings (each applies to the methods that take "
+                                     "it; several values sweep)")
+        for flag in method_flags().values():
+            _add_flag(group, flag)
+    return p
+
+
+def _add_flag(group: Any, flag: Flag) -> None:
+    """``flag`` as an option of ``group``, its help naming the methods that take it and
+    their defaults; unset (None) unless given."""
+    takers = [m for m in METHODS.values() if flag.field in {f.field for f in m.flags}]
+    defaults = {m.name: _shown(getattr(m.settings, flag.field)) for m in takers}
+    if len(set(defaults.values())) == 1:
+        default = next(iter(defaults.values()))
+    else:
+        default = ", ".join(f"{name} {value}" for name, value in defaults.items())
+    help = f"{flag.help} ({', '.join(defaults)}; default: {default})"
+    if flag.kind is bool:
+        group.add_argument(flag.option, dest=flag.field, action=argparse.BooleanOptionalAction,
+                           default=None, help=help)
+    else:
+        group.add_argument(flag.option, dest=flag.field, type=flag.kind, nargs="+",
+                           choices=flag.choices, default=None, help=help)
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def expand(args: argparse.Namespace) -> list[RunConfig]:
-    """One RunConfig per (scenario, method, r, prior, seed); r applies to methods that take
-    it, the prior and replay settings to methods with our replay plugin."""
+    """One RunConfig per (scenario, method, values of the method's settings, seed): each
+    setting given applies to the methods that take it, the others keep their defaults.
+    ``ValueError`` for a setting that none of the chosen methods takes."""
+    methods = [get_method(name) for name in args.strategy]
+    given = {name: getattr(args, name) for name in method_flags()
+             if getattr(args, name, None) is not None}
+    for name in given:
+        if not any(name in {f.field for f in m.flags} for m in methods):
+            takers = [m.name for m in METHODS.values()
+                      if name in {f.field for f in m.flags}]
+            raise ValueError(f"--{name.replace('_', '-')} applies to {', '.join(takers)}; "
+                             f"none of --strategy {' '.join(args.strategy)} takes it")
     runs: dict[str, RunConfig] = {}
-    for scenario, strategy, r, prior, seed in itertools.product(
-            args.scenario, args.strategy, args.r, args.prior, args.seeds):
-        method = METHODS.get(strategy)
-        takes_r = method is not None and method.takes_r
-        generator = method is not None and method.generator
-        try:
-            run = RunConfig(stream=args.stream, scenario=scenario, strategy=strategy,
-                            r=r if takes_r else 0.0, seed=seed, preset=args.preset,
-                            distill=args.distill and generator, iterations=args.iterations,
-                            n_experiences=args.n_experiences,
-                            prior=prior if generator else "mixture",
-                            prior_components=args.prior_components,
-                            replay_labels=args.replay_labels if generator else "solver",
-                            active_classes=args.active_classes and generator)
-        except ValueError as err:  # name the run: dgr, say, is at r = 0 whatever --r says
-            if method is None or not generator:
-                raise
-            raise ValueError(f"{strategy} (r = {r if takes_r else 0:g}, prior {prior}): "
-                             f"{err}") from None
-        runs.setdefault(run.run_id, run)
+    for scenario, method in itertools.product(args.scenario, methods):
+        for settings in _settings_sweep(method, given):
+            for seed in args.seeds:
+                run = RunConfig(stream=args.stream, scenario=scenario, strategy=method.name,
+                                seed=seed, preset=args.preset, iterations=args.iterations,
+                                n_experiences=args.n_experiences, settings=settings)
+                runs.setdefault(run.run_id, run)
     return list(runs.values())
+
+
+def _settings_sweep(method: Method, given: dict[str, Any]) -> list[Any]:
+    """The method's settings for every combination of the values given for its flags."""
+    if method.settings is None:
+        return [None]
+    names = [f.field for f in method.flags if f.field in given]
+    values = [given[name] if isinstance(given[name], list) else [given[name]]
+              for name in names]
+    sweep = []
+    for combo in itertools.product(*values):
+        chosen = dict(zip(names, combo, strict=True))
+        try:
+            sweep.append(dataclasses.replace(method.settings, **chosen))
+        except ValueError as err:  # name the settings: dgr, say, is at r = 0 whatever --r says
+            shown = {**dataclasses.asdict(method.settings), **chosen}
+            if "r" in shown and "prior" in shown:
+                parts = [f"r = {shown['r']:g}", f"prior {shown['prior']}"]
+            else:
+                parts = [f"{name} {value}" for name, value in chosen.items()]
+            raise ValueError(f"{method.name} ({', '.join(parts)}): {err}") from None
+    return sweep
 
 
 def check_ray_address(address: str) -> None:
@@ -159,20 +206,22 @@ def check_ray_address(address: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = parse_args(argv)
-    quiet_dependency_warnings()  # before --import: a user's file may import Avalanche
     try:
-        import_methods(args.imports)
+        import_user_methods(argv)
+    except ValueError as exc:
+        return fail(PROG, exc)
+    args = parse_args(argv)
+    try:
         runs = expand(args)
         if args.ray_address:
             check_ray_address(args.ray_address)
-        from cl_binvae.configs import source_dataset
-        from cl_binvae.data import load_dataset
-        from cl_binvae.evaluation import check_loggers
+        from cl_binvae.suite.config import source_dataset
+        from cl_binvae.suite.data import load_dataset
+        from cl_binvae.suite.evaluation import check_loggers
 
         check_loggers(args.logger)
         load_dataset(source_dataset(args.stream), args.data_root)  # fail now, not mid-sweep
-        from cl_binvae.context import check_sweep_fits
+        from cl_binvae.suite.context import check_sweep_fits
 
         check_sweep_fits(runs, args.data_root)
         args.out = Path(args.out)
@@ -194,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(runs, results))
     print(f"\nRun directories are in {args.out}; tables: python benchmarks/make_tables.py "
           f"--runs {args.out}")
-    from cl_binvae.experiment import RunFailed
+    from cl_binvae.suite.experiment import RunFailed
 
     failed = [(run, results[run.run_id]) for run in runs
               if isinstance(results.get(run.run_id), RunFailed)]
@@ -210,7 +259,7 @@ def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str
     """``execute_run``'s metrics (None: another driver holds the run), or the ``RunFailed``
     of a run that failed on its own, returned so that the sweep goes on (and Ray hands it
     back as a value, not as its own error)."""
-    from cl_binvae.experiment import RunFailed, execute_run
+    from cl_binvae.suite.experiment import RunFailed, execute_run
 
     try:
         return execute_run(run, out, data_root, device, progress=progress, loggers=loggers)
@@ -220,7 +269,7 @@ def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str
 
 def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
                       device: str) -> dict[str, Any]:
-    from cl_binvae.experiment import RunFailed, finished_metrics
+    from cl_binvae.suite.experiment import RunFailed, finished_metrics
 
     results = {}
     for k, run in enumerate(runs, 1):
@@ -252,7 +301,7 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
     except ImportError as exc:
         raise ImportError("--workers/--ray-address need Ray: pip install 'cl_binvae[ray]'") \
             from exc
-    from cl_binvae.experiment import RunFailed
+    from cl_binvae.suite.experiment import RunFailed
 
     if args.ray_address:
         ray.init(address=args.ray_address)
@@ -289,8 +338,8 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
 
 def summary(runs: list[RunConfig], results: dict[str, Any]) -> str:
     """Mean +- sd (n) over seeds of final accuracy, forgetting and BWT, per method."""
-    from cl_binvae.results import format_cell, mean_sd
-    from cl_binvae.rundir import RunMetrics
+    from cl_binvae.report.tables import format_cell, mean_sd
+    from cl_binvae.suite.rundir import RunMetrics
 
     header = ("scenario", "method", "final accuracy", "forgetting", "BWT")
     lines = [f"{header[0]:8}  {header[1]:24}  " + "  ".join(f"{h:>18}" for h in header[2:])]

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cl_binvae.cli import OneLineParser, check_writable, fail, quiet_dependency_warnings
-from cl_binvae.configs import VARIANTS, check_radius
+from cl_binvae.model.config import VARIANTS, check_radius
+from cl_binvae.suite.cli import OneLineParser, check_writable, fail, quiet_dependency_warnings
 
 RADII = (0.0, 0.1, 0.3, 0.5, 1.0, 2.0)
 PROG = "vae.py"

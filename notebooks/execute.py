@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         client.execute()
     except CellExecutionError as err:
         return _error(f"a cell of {args.notebook} failed: {err.ename}: {err.evalue}")
-    from cl_binvae.atomic import atomic_path
+    from cl_binvae.suite.atomic import atomic_path
 
     with atomic_path(args.notebook) as tmp:  # a kill mid-write keeps the previous notebook
         nbformat.write(notebook, tmp)

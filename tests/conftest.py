@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cl_binvae.data import ArrayDataset, load_dataset
+from cl_binvae.suite.data import ArrayDataset, load_dataset
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
 _INTERRUPTIBLE = ("import runpy, signal, sys; "

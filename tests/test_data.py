@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision.datasets
 
-from cl_binvae.data import DataError, load_dataset, resolve_data_root
+from cl_binvae.suite.data import DataError, load_dataset, resolve_data_root
 
 
 def _save(path: Path, n: int = 50, **overrides: np.ndarray) -> Path:

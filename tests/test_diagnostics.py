@@ -7,9 +7,8 @@ import math
 import pytest
 import torch
 
-from cl_binvae import diagnostics
-from cl_binvae.data import ArrayDataset
-from cl_binvae.diagnostics import (
+from cl_binvae.model import diagnostics
+from cl_binvae.model.diagnostics import (
     active_units,
     collapsed_dimensions,
     iw_log_likelihood,
@@ -19,9 +18,10 @@ from cl_binvae.diagnostics import (
     sign_balance,
     summarize,
 )
-from cl_binvae.regularizer import binarized_kl
-from cl_binvae.streams import images_to_tensor
-from cl_binvae.vae import MLPVAE, BaseVAE, VAEConfig
+from cl_binvae.model.regularizer import binarized_kl
+from cl_binvae.model.vae import MLPVAE, BaseVAE, VAEConfig
+from cl_binvae.suite.data import ArrayDataset
+from cl_binvae.suite.streams import images_to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cl_binvae.experiment import build_strategy
-from cl_binvae.presets import RunConfig
-from cl_binvae.streams import build_stream
+from cl_binvae.suite.experiment import build_strategy
+from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.streams import build_stream
 
 
 @pytest.mark.parametrize("strategy", ["naive", "er", "avalanche_gr", "dgr"])

@@ -21,9 +21,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import imsave
 
-from cl_binvae.presets import RunConfig
-from cl_binvae.results import Group
-from cl_binvae.rundir import RunDirectory, RunMetrics, RunRecord
+from cl_binvae.report.tables import Group
+from cl_binvae.suite.registry import get_method
+from cl_binvae.suite.replay_settings import ReplaySettings
+from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.rundir import RunDirectory, RunMetrics, RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "make_tables.py"
@@ -41,8 +43,11 @@ def write_run(
     samples: bool = False, iterations: int | None = None, **settings: object,
 ) -> Path:
     """Write a finished run folder with the given numbers, as benchmarks/run.py would."""
-    run = RunConfig(strategy=strategy, seed=seed, r=r, distill=distill, scenario=scenario,
-                    iterations=iterations, **settings)
+    replays = get_method(strategy).replays
+    common = {key: settings.pop(key) for key in ("preset", "stream") if key in settings}
+    run = RunConfig(strategy=strategy, seed=seed, scenario=scenario, iterations=iterations,
+                    settings=ReplaySettings(r=r, distill=distill, **settings) if replays
+                    else None, **common)
     directory = RunDirectory(root / name)
     directory.path.mkdir(parents=True)
     directory.write_record(RunRecord(run_id=run.run_id, run=run, protocol={"epochs": 1},
@@ -52,7 +57,7 @@ def write_run(
         matrix = np.full((1 if joint else T, T), 0.5)
         matrix[-1] = final
     diagnostics = [{"experience": i, "recon": 100.0} for i in range(len(matrix))] \
-        if run.method_record.generator else []
+        if replays else []
     metrics = RunMetrics(final_avg_accuracy=final, avg_forgetting=forgetting, bwt=bwt, fwt=None,
                          avg_accuracy_per_step=None if joint else [0.9, 0.7, final],
                          n_experiences=T, wall_clock_s=1.0)
@@ -292,8 +297,8 @@ def test_a_group_without_pairs_or_generators_now_loses_their_old_files(tmp_path:
 
 
 def test_r_sweep_draws_one_line_per_prior_with_the_right_twin(tmp_path: Path) -> None:
-    from cl_binvae.figures import _r_series
-    from cl_binvae.results import load_runs
+    from cl_binvae.report.figures import _r_series
+    from cl_binvae.report.tables import load_runs
 
     runs = tmp_path / "runs"
     write_run(runs, "dgr", "dgr", 0, 0.80)

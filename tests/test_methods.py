@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import cl_binvae
-from cl_binvae.cli import import_methods, resolve_import
-from cl_binvae.methods import METHODS, get_method
-from cl_binvae.presets import RunConfig
+from cl_binvae.suite.cli import import_methods, resolve_import
+from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.registry import METHODS, get_method
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--stream", "split_mnist", "--iterations", "8", "--threads", "1", "--no-progress"]
@@ -21,7 +21,8 @@ TOY = '''
 import cl_binvae
 
 
-@cl_binvae.register_method("toy", generator=True, resumable=True, rank=35)
+@cl_binvae.register_method("toy", settings=cl_binvae.ReplaySettings(), pinned=("r",),
+                           resumable=True, rank=35)
 def toy(ctx):
     """a toy: our generative replay under another name"""
     return ctx.generative_replay()
@@ -48,8 +49,10 @@ def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
         cl_binvae.register_method("My-Method")
     with pytest.raises(ValueError, match="scenarios must be some of"):
         cl_binvae.register_method("x", scenarios=("online",))
-    with pytest.raises(ValueError, match="takes_r needs generator=True"):
-        cl_binvae.register_method("x", takes_r=True)
+    with pytest.raises(ValueError, match=r"pinned \['radius'\] are not fields"):
+        cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings(), pinned=("radius",))
+    with pytest.raises(TypeError, match="frozen dataclass instance"):
+        cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings)
     with pytest.raises(ValueError, match="registered: naive, er, avalanche_gr, dgr, binvae_gr, "
                                          "joint"):
         get_method("icarl")
@@ -60,8 +63,10 @@ def test_import_registers_once_and_refuses_files_that_register_nothing(registry,
     toy.write_text(TOY)
     assert import_methods([str(toy)]) == ["toy"]
     assert import_methods([str(toy)]) == []  # the same file again: skipped, not re-registered
-    assert get_method("toy").generator and get_method("toy").resumable
-    assert RunConfig(strategy="toy", prior="fitted").method == "toy prior=fitted20"
+    assert get_method("toy").replays and get_method("toy").resumable
+    assert not get_method("toy").takes_r
+    fitted = cl_binvae.ReplaySettings(prior="fitted")
+    assert RunConfig(strategy="toy", settings=fitted).method == "toy prior=fitted20"
     twin = tmp_path / "twin.py"
     twin.write_text(TOY)
     with pytest.raises(ValueError, match="'toy' is registered already"):
@@ -228,7 +233,7 @@ def test_a_failing_run_is_reported_at_the_end_and_the_sweep_goes_on(tmp_path, cl
 
 
 def test_a_method_that_cannot_be_built_leaves_no_log_file_open(registry, tmp_path, data_root):
-    from cl_binvae.experiment import RunFailed, execute_run
+    from cl_binvae.suite.experiment import RunFailed, execute_run
 
     @cl_binvae.register_method("broken")
     def broken(ctx):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cl_binvae.metrics import summarize_matrix
+from cl_binvae.suite.metrics import summarize_matrix
 
 # acc[i, j]: accuracy on experience j after training experience i.
 ACC = np.array([[0.9, 0.1, 0.2],

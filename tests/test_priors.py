@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from cl_binvae.configs import PRIOR_NAMES
-from cl_binvae.diagnostics import replay_class_balance
-from cl_binvae.priors import PRIORS, CodesPrior, FittedPrior, PriorConfig, build_prior
-from cl_binvae.vae import VAEConfig, build_vae
+from cl_binvae.model.config import PRIOR_NAMES
+from cl_binvae.model.diagnostics import replay_class_balance
+from cl_binvae.model.priors import PRIORS, CodesPrior, FittedPrior, PriorConfig, build_prior
+from cl_binvae.model.vae import VAEConfig, build_vae
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -198,16 +198,18 @@ def test_run_settings_name_one_protocol_once():
     """At r = 0 the standard and codes priors are the plain VAE's N(0, I): one name, one id;
     an int r is its float; the quick preset is the paper preset cut to 300 iterations; the
     stream's default number of experiences is no change."""
-    from cl_binvae.presets import RunConfig
+    from cl_binvae.suite.replay_settings import ReplaySettings
+    from cl_binvae.suite.run_config import RunConfig
 
-    plain = RunConfig(strategy="dgr")
+    def replay(strategy: str, **settings) -> RunConfig:
+        return RunConfig(strategy=strategy, settings=ReplaySettings(**settings))
+
+    plain = replay("dgr")
     for prior in ("standard", "codes"):
-        assert RunConfig(strategy="dgr", prior=prior).run_id == plain.run_id
-    assert RunConfig(strategy="binvae_gr", r=1).run_id == RunConfig(strategy="binvae_gr",
-                                                                     r=1.0).run_id
-    assert RunConfig(strategy="binvae_gr", r=1, prior="codes").method == \
-        "binvae_gr r=1 prior=codes"
-    assert RunConfig(strategy="binvae_gr", r=1, prior="codes").r_zero_twin() == plain
+        assert replay("dgr", prior=prior).run_id == plain.run_id
+    assert replay("binvae_gr", r=1).run_id == replay("binvae_gr", r=1.0).run_id
+    assert replay("binvae_gr", r=1, prior="codes").method == "binvae_gr r=1 prior=codes"
+    assert replay("binvae_gr", r=1, prior="codes").r_zero_twin() == plain
     assert RunConfig(strategy="dgr", preset="quick") == RunConfig(strategy="dgr", iterations=300)
     assert RunConfig(strategy="dgr", n_experiences=5) == plain
     assert RunConfig(strategy="dgr", stream="permuted_mnist", n_experiences=10) == \

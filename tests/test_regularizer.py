@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal, kl_divergence
 
-from cl_binvae.regularizer import (
+from cl_binvae.model.regularizer import (
     binarized_kl,
     binarized_prior_log_prob,
     check_radius,

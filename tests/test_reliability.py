@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cl_binvae.atomic import atomic_path, remove_orphans, write_text
+from cl_binvae.suite.atomic import atomic_path, remove_orphans, write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks" / "run.py"
@@ -191,7 +191,7 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_numbers(finished, tmp
 
 
 def test_a_second_driver_skips_a_run_another_one_holds(driver, tmp_path, data_root, capsys):
-    from cl_binvae.presets import RunConfig
+    from cl_binvae.suite.run_config import RunConfig
 
     run = RunConfig(strategy="naive", iterations=6, n_experiences=2)
     folder = tmp_path / "runs" / run.dir_name

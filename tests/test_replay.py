@@ -15,12 +15,12 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training import LwF
 from torch.utils.data import TensorDataset
 
-from cl_binvae.priors import PriorConfig
-from cl_binvae.replay import BinVAEReplayPlugin, ReplayConfig
-from cl_binvae.solvers import SolverConfig, build_solver
-from cl_binvae.strategy import BinVAEGenerativeReplay
-from cl_binvae.streams import StreamConfig, build_stream
-from cl_binvae.vae import VAEConfig, build_vae
+from cl_binvae.model.priors import PriorConfig
+from cl_binvae.model.vae import VAEConfig, build_vae
+from cl_binvae.replay.plugin import BinVAEReplayPlugin, ReplayConfig
+from cl_binvae.replay.strategy import BinVAEGenerativeReplay
+from cl_binvae.suite.solvers import SolverConfig, build_solver
+from cl_binvae.suite.streams import StreamConfig, build_stream
 
 TINY_VAE = VAEConfig(r=0.5, z_dim=8, hidden=(64,))
 TINY_SOLVER = SolverConfig(hidden=(64,))

@@ -11,10 +11,10 @@ from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
 from avalanche.training import EWC, Naive
 from avalanche.training.plugins import EvaluationPlugin
 
-from cl_binvae.data import export_torchvision_mnist
-from cl_binvae.replay import BinVAEReplayPlugin, ReplayConfig
-from cl_binvae.solvers import SolverConfig, build_solver
-from cl_binvae.vae import VAEConfig, build_vae
+from cl_binvae.model.vae import VAEConfig, build_vae
+from cl_binvae.replay.plugin import BinVAEReplayPlugin, ReplayConfig
+from cl_binvae.suite.data import export_torchvision_mnist
+from cl_binvae.suite.solvers import SolverConfig, build_solver
 
 pytestmark = pytest.mark.slow
 

@@ -171,7 +171,8 @@ def test_an_error_in_a_ray_worker_is_one_line_without_rays_traceback(tmp_path, c
 def test_cpu_preset_end_to_end_on_each_stream(tmp_path, cli, stream):
     """The cpu preset's protocol is what the run records and hashes; split-MNIST's cpu preset
     is its paper preset and is recorded as such."""
-    from cl_binvae.presets import RunConfig, protocol_for
+    from cl_binvae.suite.presets import protocol_for
+    from cl_binvae.suite.run_config import RunConfig
 
     out = tmp_path / "runs"
     result = cli("run", "--stream", stream, "--preset", "cpu", "--iterations", "3",

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from cl_binvae.configs import SolverConfig
-from cl_binvae.presets import protocol_for
-from cl_binvae.solvers import build_solver
+from cl_binvae.suite.config import SolverConfig
+from cl_binvae.suite.presets import protocol_for
+from cl_binvae.suite.solvers import build_solver
 
 
 def _hidden_blocks(model: nn.Module) -> list[list[type]]:

@@ -11,9 +11,9 @@ from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import Naive
 from avalanche.training.plugins import EvaluationPlugin
 
-from cl_binvae.data import DataError
-from cl_binvae.solvers import build_solver
-from cl_binvae.streams import StreamConfig, build_stream, pixel_permutations
+from cl_binvae.suite.data import DataError
+from cl_binvae.suite.solvers import build_solver
+from cl_binvae.suite.streams import StreamConfig, build_stream, pixel_permutations
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 

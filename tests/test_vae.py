@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from cl_binvae.data import ArrayDataset
-from cl_binvae.streams import images_to_tensor
-from cl_binvae.vae import MLPVAE, ConvVAE, VAEConfig, build_vae
+from cl_binvae.model.vae import MLPVAE, ConvVAE, VAEConfig, build_vae
+from cl_binvae.suite.data import ArrayDataset
+from cl_binvae.suite.streams import images_to_tensor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,18 +16,28 @@ import math
 
 import torch
 
-from cl_binvae.configs import check_radius
+from cl_binvae.model.config import check_radius
 
-__all__ = ["binarized_kl", "binarized_prior_log_prob", "check_radius", "sample_binarized_prior"]
+__all__ = ["binarized_kl", "binarized_prior_log_prob", "check_radius", "kl_r", "mixture_log_prob",
+           "sample_binarized_prior", "sample_mixture"]
+
+# Each public function checks r and hands it to its formula (kl_r, sample_mixture,
+# mixture_log_prob), which the priors call directly: a prior checks its r once, when it is
+# built, not at every minibatch.
 
 
 def binarized_kl(mu: torch.Tensor, logvar: torch.Tensor, r: float) -> torch.Tensor:
     """KL_r per latent dimension, shape of ``mu``; sum over the last axis for a per-sample KL.
+    ``ValueError`` for a radius that ``check_radius`` refuses.
 
     PyTorch takes the subgradient of ``|mu|`` at 0 to be 0: a dimension sitting exactly at 0
     gets no push from the KL towards either mode, only from the likelihood, which breaks the tie.
     """
-    r = check_radius(r)
+    return kl_r(mu, logvar, check_radius(r))
+
+
+def kl_r(mu: torch.Tensor, logvar: torch.Tensor, r: float) -> torch.Tensor:
+    """``binarized_kl`` for an ``r`` that ``check_radius`` returned."""
     dist = mu.abs() - r if r > 0 else mu
     return 0.5 * (dist.pow(2) + logvar.exp() - logvar - 1.0)
 
@@ -43,8 +53,20 @@ def sample_binarized_prior(
     """Draw ``n`` latents from 0.5 N(r, 1) + 0.5 N(-r, 1), independently per dimension.
 
     Sampled as z = s * r + eps with fair signs s in {-1, +1} and eps ~ N(0, I).
+    ``ValueError`` for a radius that ``check_radius`` refuses.
     """
-    r = check_radius(r)
+    return sample_mixture(n, z_dim, check_radius(r), device=device, generator=generator)
+
+
+def sample_mixture(
+    n: int,
+    z_dim: int,
+    r: float,
+    *,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``sample_binarized_prior`` for an ``r`` that ``check_radius`` returned."""
     eps = torch.randn(n, z_dim, device=device, generator=generator)
     if r == 0:
         return eps
@@ -56,9 +78,14 @@ def binarized_prior_log_prob(z: torch.Tensor, r: float) -> torch.Tensor:
     """Log-density of ``z`` under the mixture prior, summed over the last axis.
 
     Used by the importance-weighted likelihood bound, so models trained with different r are
-    compared under the prior they actually sample from.
+    compared under the prior they actually sample from. ``ValueError`` for a radius that
+    ``check_radius`` refuses.
     """
-    r = check_radius(r)
+    return mixture_log_prob(z, check_radius(r))
+
+
+def mixture_log_prob(z: torch.Tensor, r: float) -> torch.Tensor:
+    """``binarized_prior_log_prob`` for an ``r`` that ``check_radius`` returned."""
     log_norm = -0.5 * math.log(2 * math.pi)
     if r == 0:
         return (log_norm - 0.5 * z.pow(2)).sum(-1)

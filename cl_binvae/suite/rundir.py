@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from cl_binvae.atomic import write_json, write_text
-from cl_binvae.presets import RunConfig
+from cl_binvae.suite.atomic import write_json, write_text
+from cl_binvae.suite.run_config import RunConfig
 
 CONFIG = "config.json"
 MATRIX = "accuracy_matrix.csv"
@@ -61,7 +61,7 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict, keys in the order of the file."""
-        return {"run_id": self.run_id, "run": dataclasses.asdict(self.run),
+        return {"run_id": self.run_id, "run": self.run.to_dict(),
                 "protocol": self.protocol, "git_commit": self.git_commit,
                 "versions": self.versions, "device": self.device}
 
@@ -220,7 +220,7 @@ class RunDirectory:
         if not math.isclose(metrics.final_avg_accuracy, float(np.mean(matrix[-1])),
                             abs_tol=1e-5):
             raise RunError(f"{METRICS}: final_avg_accuracy does not match {MATRIX}")
-        if method.generator:
+        if method.replays:
             frame = self.read_diagnostics()
             if list(frame.get("experience", [])) != list(range(len(matrix))):
                 raise RunError(f"{DIAGNOSTICS} does not have one row per experience")

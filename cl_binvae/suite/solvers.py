@@ -8,7 +8,7 @@ import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
 
-from cl_binvae.configs import SolverConfig
+from cl_binvae.suite.config import SolverConfig
 
 __all__ = ["SolverConfig", "build_solver"]
 

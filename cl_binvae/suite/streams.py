@@ -22,8 +22,8 @@ import torch
 from avalanche.benchmarks import NCScenario, nc_benchmark
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 
-from cl_binvae.configs import SCENARIOS, STREAMS, StreamConfig, source_dataset
-from cl_binvae.data import ArrayDataset, DataError, load_dataset
+from cl_binvae.suite.config import SCENARIOS, STREAMS, StreamConfig, source_dataset
+from cl_binvae.suite.data import ArrayDataset, DataError, load_dataset
 
 __all__ = ["SCENARIOS", "STREAMS", "Stream", "StreamConfig", "build_stream", "source_dataset"]
 

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cl_binvae.configs import PriorConfig
-from cl_binvae.regularizer import binarized_kl, binarized_prior_log_prob, sample_binarized_prior
+from cl_binvae.model.config import PriorConfig, check_radius
+from cl_binvae.model.regularizer import kl_r, mixture_log_prob, sample_mixture
 
 __all__ = ["PRIORS", "CodesPrior", "FittedPrior", "LatentPrior", "MixturePrior", "PriorConfig",
            "StandardPrior", "build_prior"]
@@ -54,7 +54,7 @@ class LatentPrior(nn.Module, abc.ABC):
 
     def __init__(self, r: float, z_dim: int) -> None:
         super().__init__()
-        self.r, self.z_dim = float(r), int(z_dim)
+        self.r, self.z_dim = check_radius(r), int(z_dim)
 
     def observe(self, classes: torch.Tensor) -> None:
         """See the labels of the data the generator is about to learn."""
@@ -62,7 +62,7 @@ class LatentPrior(nn.Module, abc.ABC):
     def kl(self, mu: torch.Tensor, logvar: torch.Tensor,
            classes: torch.Tensor | None = None) -> torch.Tensor:
         """The training loss's KL per latent dimension, shape of ``mu``: KL_r."""
-        return binarized_kl(mu, logvar, self.r)
+        return kl_r(mu, logvar, self.r)
 
     @abc.abstractmethod
     def sample(self, n: int, device: torch.device | str | None = None,
@@ -98,11 +98,10 @@ class MixturePrior(LatentPrior):
     def sample(self, n: int, device: torch.device | str | None = None,
                generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return sample_binarized_prior(n, self.z_dim, self.r, device=device,
-                                      generator=generator), None
+        return sample_mixture(n, self.z_dim, self.r, device=device, generator=generator), None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return binarized_prior_log_prob(z, self.r)
+        return mixture_log_prob(z, self.r)
 
 
 class StandardPrior(LatentPrior):
@@ -114,7 +113,7 @@ class StandardPrior(LatentPrior):
         return torch.randn(n, self.z_dim, device=device, generator=generator), None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return binarized_prior_log_prob(z, 0.0)
+        return mixture_log_prob(z, 0.0)
 
 
 class FittedPrior(LatentPrior):

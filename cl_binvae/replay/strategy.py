@@ -16,9 +16,9 @@ from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from cl_binvae.replay import BinVAEReplayPlugin, ReplayConfig
-from cl_binvae.tensor_data import TensorBatches, dataset_tensors
-from cl_binvae.vae import BaseVAE
+from cl_binvae.model.vae import BaseVAE
+from cl_binvae.replay.plugin import BinVAEReplayPlugin, ReplayConfig
+from cl_binvae.replay.tensor_batches import TensorBatches, dataset_tensors
 
 
 class TensorStrategy(SupervisedTemplate):

@@ -26,17 +26,18 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from cl_binvae import checkpoint
-from cl_binvae.atomic import atomic_path, remove_orphans, write_text
-from cl_binvae.context import MethodContext, check_fits
-from cl_binvae.diagnostics import replay_class_balance, summarize
-from cl_binvae.environment import environment
-from cl_binvae.evaluation import close_loggers, evaluate, make_evaluator
-from cl_binvae.metrics import summarize_matrix
-from cl_binvae.plugins import FiniteLossCheck, ProgressBar
-from cl_binvae.presets import RunConfig
-from cl_binvae.replay import BinVAEReplayPlugin
-from cl_binvae.rundir import (
+from cl_binvae.model.diagnostics import replay_class_balance, summarize
+from cl_binvae.replay.plugin import BinVAEReplayPlugin
+from cl_binvae.replay.tensor_batches import dataset_tensors
+from cl_binvae.suite import checkpoint
+from cl_binvae.suite.atomic import atomic_path, remove_orphans, write_text
+from cl_binvae.suite.context import MethodContext, check_fits
+from cl_binvae.suite.driver_plugins import FiniteLossCheck, ProgressBar
+from cl_binvae.suite.environment import environment
+from cl_binvae.suite.evaluation import close_loggers, evaluate, make_evaluator
+from cl_binvae.suite.metrics import summarize_matrix
+from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.rundir import (
     ERROR,
     METRICS,
     PROGRESS,
@@ -46,8 +47,7 @@ from cl_binvae.rundir import (
     RunRecord,
     samples_name,
 )
-from cl_binvae.streams import Stream, build_stream
-from cl_binvae.tensor_data import dataset_tensors
+from cl_binvae.suite.streams import Stream, build_stream
 
 Report = Callable[[str], None]
 _DIAGNOSTIC_IMAGES = 1000
@@ -112,8 +112,8 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
                             plugins=[*plugins, FiniteLossCheck()],
                             evaluator=evaluator or make_evaluator((), Path(), ""))
     strategy = run.method_record.build(context)
-    if run.method_record.generator and _replay_plugin(strategy) is None:
-        raise ValueError(f"method {run.strategy} is registered with generator=True, but its "
+    if run.method_record.replays and _replay_plugin(strategy) is None:
+        raise ValueError(f"method {run.strategy} is registered with ReplaySettings, but its "
                          "strategy has no BinVAEReplayPlugin (build it with "
                          "ctx.generative_replay() or add one)")
     return strategy
@@ -167,7 +167,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
         start = time.perf_counter()
         strategy.train(experiences[i])
         state.rows.append(evaluate(strategy, test_stream))
-        if method.generator:
+        if method.replays:
             state.diagnostics.append(_diagnose(strategy, test_stream, i, directory))
         elif method.samples is not None:
             _save_samples(method.samples(strategy, 64), directory, i)

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cl_binvae.atomic import write_text
-from cl_binvae.configs import StreamConfig
-from cl_binvae.presets import RunConfig, protocol_for
-from cl_binvae.rundir import RunDirectory, RunError, RunMetrics, RunRecord
+from cl_binvae.suite.atomic import write_text
+from cl_binvae.suite.config import StreamConfig
+from cl_binvae.suite.presets import protocol_for
+from cl_binvae.suite.run_config import REPLAY_RECORD, RunConfig
+from cl_binvae.suite.rundir import RunDirectory, RunError, RunMetrics, RunRecord
 
 Report = Callable[[str], None]
 
@@ -210,10 +211,8 @@ def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame([
         {
             "run_id": run.record.run_id, **_group_columns(run.group),
-            "strategy": run.config.strategy, "r": run.config.r, "distill": run.config.distill,
-            "prior": run.config.prior, "prior_components": run.config.prior_components,
-            "replay_labels": run.config.replay_labels,
-            "active_classes": run.config.active_classes,
+            "strategy": run.config.strategy,
+            **{key: run.config.to_dict()[key] for key in REPLAY_RECORD},
             "seed": run.seed, "method": run.method, "n_experiences": run.n_experiences,
             **{key: getattr(run.metrics, key) for key in
                ("final_avg_accuracy", "avg_forgetting", "bwt", "fwt", "wall_clock_s")},
@@ -318,7 +317,7 @@ def generator_summary(runs: Sequence[Run], report: Report) -> pd.DataFrame:
     last experience (``GENERATOR_COLUMNS``; absent ones stay empty), and n."""
     rows = []
     for method, members in by_method(runs).items():
-        if not members[0].config.method_record.generator:
+        if not members[0].config.method_record.replays:
             continue
         lasts = []
         for run in members:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from cl_binvae.methods import METHODS
+from cl_binvae.suite.registry import METHODS
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cl_binvae.atomic import atomic_path
+from cl_binvae.suite.atomic import atomic_path
 
 BUILTIN = ("mnist", "cifar10")
 KEYS = ("x_train", "y_train", "x_test", "y_test")

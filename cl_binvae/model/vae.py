@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cl_binvae.configs import VARIANTS, VAEConfig
-from cl_binvae.priors import build_prior
+from cl_binvae.model.config import VARIANTS, VAEConfig
+from cl_binvae.model.priors import build_prior
 
 __all__ = ["MLPVAE", "VARIANTS", "BaseVAE", "ConvVAE", "VAEConfig", "build_vae"]
 

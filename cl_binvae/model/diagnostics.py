@@ -21,8 +21,8 @@ from contextlib import contextmanager
 
 import torch
 
-from cl_binvae.regularizer import binarized_kl
-from cl_binvae.vae import BaseVAE
+from cl_binvae.model.regularizer import binarized_kl
+from cl_binvae.model.vae import BaseVAE
 
 BATCH_SIZE = 500
 # Decoder evaluations held at once by the importance-weighted bound: caps its memory at

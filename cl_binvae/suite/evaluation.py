@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cl_binvae.configs import LOGGERS
+from cl_binvae.suite.config import LOGGERS
 
 _ACC_KEY = re.compile(r"^Top1_Acc_Exp/eval_phase/test_stream/Task\d+/Exp(\d+)$")
 LOG_FOLDER = "logs"  # inside the run directory

@@ -27,10 +27,11 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch import nn
 
-from cl_binvae.configs import FIT_SAMPLES, REPLAY_LABELS, ReplayConfig
-from cl_binvae.diagnostics import posterior_moments
-from cl_binvae.tensor_data import TensorBatches, dataset_tensors
-from cl_binvae.vae import BaseVAE
+from cl_binvae.model.config import FIT_SAMPLES
+from cl_binvae.model.diagnostics import posterior_moments
+from cl_binvae.model.vae import BaseVAE
+from cl_binvae.replay.config import REPLAY_LABELS, ReplayConfig
+from cl_binvae.replay.tensor_batches import TensorBatches, dataset_tensors
 
 __all__ = ["REPLAY_LABELS", "BinVAEReplayPlugin", "ReplayConfig"]
 

@@ -19,10 +19,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from cl_binvae.atomic import atomic_path
-from cl_binvae.configs import PRIOR_NAMES
-from cl_binvae.results import Report, Run, by_group, by_method, mean_sd
-from cl_binvae.rundir import RunDirectory, RunError, samples_name
+from cl_binvae.model.config import PRIOR_NAMES
+from cl_binvae.report.tables import Report, Run, by_group, by_method, mean_sd
+from cl_binvae.suite.atomic import atomic_path
+from cl_binvae.suite.rundir import RunDirectory, RunError, samples_name
 
 FigureMaker = Callable[[Sequence[Run], str, Report], Figure | None]
 
@@ -201,9 +201,12 @@ def generated_samples(runs: Sequence[Run], title: str, note: Report,
     The seed is the smallest one with samples from both kinds; distilled and active-class
     runs are left out, as they change the solver's losses, not the generator.
     """
-    with_r = [run for run in runs if run.config.method_record.takes_r
-              and run.config.prior == prior and not run.config.distill
-              and not run.config.active_classes and _sample_images(run)]
+    def shown(run: Run) -> bool:
+        record = run.config.to_dict()
+        return (run.config.method_record.takes_r and record["prior"] == prior
+                and not record["distill"] and not record["active_classes"])
+
+    with_r = [run for run in runs if shown(run) and _sample_images(run)]
     twins = {_twin_method(run) for run in with_r}
     without_r = [run for run in runs if run.method in twins and _sample_images(run)]
     seeds = sorted({run.seed for run in with_r} & {run.seed for run in without_r})
@@ -242,7 +245,7 @@ def replay_balance(runs: Sequence[Run], title: str, note: Report) -> Figure | No
     for method, members in by_method(runs).items():
         frames = []
         for run in members:
-            if not run.config.method_record.generator:
+            if not run.config.method_record.replays:
                 continue
             try:
                 frame = RunDirectory(run.path).read_diagnostics()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cl_binvae.atomic import atomic_path
+from cl_binvae.suite.atomic import atomic_path
 
 
 @dataclass

@@ -16,14 +16,16 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
-from cl_binvae.plugins import EpochBudget
-from cl_binvae.presets import Protocol, RunConfig
-from cl_binvae.priors import CodesPrior
-from cl_binvae.replay import ReplayConfig
-from cl_binvae.solvers import build_solver
-from cl_binvae.strategy import BinVAEGenerativeReplay, TensorStrategy
-from cl_binvae.streams import Stream, build_stream
-from cl_binvae.vae import BaseVAE, build_vae
+from cl_binvae.model.priors import CodesPrior
+from cl_binvae.model.vae import BaseVAE, build_vae
+from cl_binvae.replay.config import ReplayConfig
+from cl_binvae.replay.strategy import BinVAEGenerativeReplay, TensorStrategy
+from cl_binvae.suite.driver_plugins import EpochBudget
+from cl_binvae.suite.presets import Protocol
+from cl_binvae.suite.replay_settings import ReplaySettings
+from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.solvers import build_solver
+from cl_binvae.suite.streams import Stream, build_stream
 
 _PROTOCOL = object()  # "the protocol's iterations" (None already means one pass per epoch)
 
@@ -54,7 +56,7 @@ def check_sweep_fits(runs: Sequence[RunConfig], data_root: str | None) -> None:
 
 
 def _uses_codes(run: RunConfig) -> bool:
-    return run.method_record.generator and run.protocol.generator.prior.name == "codes"
+    return isinstance(run.settings, ReplaySettings) and run.settings.prior == "codes"
 
 
 @dataclass
@@ -76,6 +78,11 @@ class MethodContext:
         """The run's protocol: models, iterations, batch sizes, learning rates."""
         return self.run.protocol
 
+    @property
+    def settings(self) -> Any:
+        """The method's settings for this run (``ReplaySettings`` for our replay methods)."""
+        return self.run.settings
+
     def solver(self) -> nn.Module:
         """A fresh solver for the stream: one head, or one per task in task-IL."""
         n_tasks = self.stream.n_experiences if self.run.scenario == "task" else 1
@@ -86,20 +93,24 @@ class MethodContext:
         """Adam at the protocol's learning rate."""
         return torch.optim.Adam(model.parameters(), lr=self.protocol.lr)
 
-    def generator(self) -> BaseVAE:
-        """A fresh generator with the run's r and prior."""
+    def new_generator(self) -> BaseVAE:
+        """A fresh generator for replay, with the run's r and prior."""
         return build_vae(self.stream.input_shape, self.protocol.generator)
 
     def replay_config(self) -> ReplayConfig:
-        """How our plugin replays, from the protocol and the run's replay settings."""
-        protocol, run = self.protocol, self.run
+        """How our plugin replays: the protocol's sizes and rates, the run's replay settings.
+        ``ValueError`` for a method registered without ``ReplaySettings``."""
+        protocol, settings = self.protocol, self.settings
+        if not self.run.method_record.replays:
+            raise ValueError(f"method {self.run.strategy} uses our replay plugin, so it must "
+                             "be registered with settings=ReplaySettings()")
         return ReplayConfig(replay_size=protocol.replay_size,
-                            temperature=protocol.temperature if run.distill else None,
+                            temperature=protocol.temperature if settings.distill else None,
                             generator_iterations=protocol.generator_iterations,
                             generator_batch_size=protocol.batch_size,
                             generator_lr=protocol.generator_lr,
-                            replay_labels=run.replay_labels,
-                            active_classes=run.active_classes)
+                            replay_labels=settings.replay_labels,
+                            active_classes=settings.active_classes)
 
     def epoch_budget(self) -> EpochBudget:
         """A plugin that gives epoch-counting strategies the protocol's iteration budget."""
@@ -129,7 +140,8 @@ class MethodContext:
         ``plugins`` added (e.g. a regularizer such as Avalanche's SI)."""
         model = self.solver()
         optimizer = self.optimizer(model)
-        return BinVAEGenerativeReplay(generator=self.generator(), replay=self.replay_config(),
+        replay = self.replay_config()
+        return BinVAEGenerativeReplay(generator=self.new_generator(), replay=replay,
                                       train_iterations=self.protocol.iterations,
                                       plugins=[*self.plugins, *plugins],
                                       **self.template_kwargs(model, optimizer))

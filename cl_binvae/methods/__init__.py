@@ -1,0 +1,16 @@
+"""The built-in methods, one file each; importing this package registers them.
+
+A method's file holds its registration, its builder, and what belongs to it alone (its
+settings and their flags, its own protocol). Adding a method is adding one file: a built-in
+is then imported here; a user's file is given to ``benchmarks/run.py --import``.
+"""
+
+# In the order of --help and of the registry: bounds and baselines, then our replay.
+from cl_binvae.methods import naive  # noqa: I001 - registration order, not alphabetical
+from cl_binvae.methods import er
+from cl_binvae.methods import avalanche_gr
+from cl_binvae.methods import dgr
+from cl_binvae.methods import binvae_gr
+from cl_binvae.methods import joint
+
+__all__ = ["avalanche_gr", "binvae_gr", "dgr", "er", "joint", "naive"]

@@ -1,0 +1,18 @@
+"""Generative replay with the binarized VAE: our replay plugin at radius --r."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cl_binvae.suite.registry import register_method
+from cl_binvae.suite.replay_settings import ReplaySettings
+
+if TYPE_CHECKING:
+    from cl_binvae.suite.context import MethodContext
+
+
+@register_method("binvae_gr", resumable=True, settings=ReplaySettings(r=0.3), r_baseline="dgr",
+                 rank=40)
+def binvae_gr(ctx: MethodContext) -> Any:
+    """our replay plugin with the binarized VAE of radius --r"""
+    return ctx.generative_replay()
