@@ -1,4 +1,4 @@
-"""Tests for cl_binvae.diagnostics against hand-made posteriors with known answers."""
+"""Tests for cl_binvae.model.diagnostics against hand-made posteriors with known answers."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from cl_binvae.model import diagnostics
 from cl_binvae.model.diagnostics import (
     active_units,
     collapsed_dimensions,
+    diagnose,
     iw_log_likelihood,
     kl_per_dimension,
     posterior_moments,
     reconstruction_error,
     sign_balance,
-    summarize,
 )
 from cl_binvae.model.regularizer import binarized_kl
 from cl_binvae.model.vae import MLPVAE, BaseVAE, VAEConfig
@@ -117,7 +117,7 @@ def test_results_do_not_depend_on_the_batch_size(x):
 def test_training_mode_and_schedule_are_restored(x):
     vae = MLPVAE(SHAPE, VAEConfig(variant="capacity", beta=4.0, z_dim=4, hidden=(32,)))
     vae.train()
-    summarize(vae, x, k=2)
+    diagnose(vae, x, k=2)
     assert vae.training and int(vae.train_steps) == 0
     vae.eval()
     reconstruction_error(vae, x)
@@ -152,10 +152,10 @@ def test_iw_bound_scores_the_mixture_prior_not_the_nearer_mode(x):
     kl_to_mixture = torch.trapezoid(log_q.exp() * (log_q - log_mix), grid).item()
     assert 0.6 < kl_to_mixture < math.log(2)  # nearly one bit: the other mode is far away
 
-    gap = (iw_log_likelihood(vae, x, k=1, generator=torch.Generator().manual_seed(0))
+    gap = (iw_log_likelihood(vae, x, k=1, rng=torch.Generator().manual_seed(0))
            + recon).mean().item()
     assert gap == pytest.approx(-z_dim * kl_to_mixture, abs=0.1)
-    gap_k = (iw_log_likelihood(vae, x, k=100, generator=torch.Generator().manual_seed(0))
+    gap_k = (iw_log_likelihood(vae, x, k=100, rng=torch.Generator().manual_seed(0))
              + recon).mean().item()
     assert gap < gap_k <= 1e-4  # more samples tighten the bound, which stays below log p(x)
 
@@ -178,7 +178,7 @@ def test_one_sample_bound_is_the_elbo_in_expectation(x, trained):
     vae, repeats = trained, 20
     vae.eval()
     gen = torch.Generator().manual_seed(2)
-    iw1 = torch.stack([iw_log_likelihood(vae, x, k=1, generator=gen) for _ in range(repeats)])
+    iw1 = torch.stack([iw_log_likelihood(vae, x, k=1, rng=gen) for _ in range(repeats)])
     with torch.no_grad():
         mu, logvar = vae.encode(x)
         kl = binarized_kl(mu, logvar, 0.0).sum(1)
@@ -191,14 +191,14 @@ def test_one_sample_bound_is_the_elbo_in_expectation(x, trained):
 
 
 def test_bound_tightens_with_k(x, trained):
-    means = [iw_log_likelihood(trained, x, k=k, generator=torch.Generator().manual_seed(3))
+    means = [iw_log_likelihood(trained, x, k=k, rng=torch.Generator().manual_seed(3))
              .mean().item() for k in (1, 10, 100)]
     assert means[0] < means[1] < means[2]
 
 
 def test_iw_memory_chunks_do_not_change_the_bound(x, trained, monkeypatch):
     def bound() -> torch.Tensor:
-        return iw_log_likelihood(trained, x[:40], k=30, generator=torch.Generator().manual_seed(4))
+        return iw_log_likelihood(trained, x[:40], k=30, rng=torch.Generator().manual_seed(4))
 
     whole = bound()
     # Chunks of 2 samples x 40 images: the generator yields the same noise, 15 draws at a time.
@@ -207,7 +207,7 @@ def test_iw_memory_chunks_do_not_change_the_bound(x, trained, monkeypatch):
 
 
 def test_summarize_agrees_with_the_single_diagnostics(x, trained):
-    stats = summarize(trained, x, k=10, generator=torch.Generator().manual_seed(5))
+    stats = diagnose(trained, x, k=10, rng=torch.Generator().manual_seed(5))
     assert set(stats) == {"recon", "kl", "active_units", "collapsed", "sign_imbalance", "iw_ll"}
     assert stats["recon"] == pytest.approx(reconstruction_error(trained, x).mean().item())
     assert stats["kl"] == pytest.approx(kl_per_dimension(trained, x).sum().item())
@@ -215,13 +215,13 @@ def test_summarize_agrees_with_the_single_diagnostics(x, trained):
     assert stats["collapsed"] == collapsed_dimensions(trained, x)
     imbalance = (sign_balance(trained, x) - 0.5).abs().mean().item()
     assert stats["sign_imbalance"] == pytest.approx(imbalance)
-    iw = iw_log_likelihood(trained, x, k=10, generator=torch.Generator().manual_seed(5))
+    iw = iw_log_likelihood(trained, x, k=10, rng=torch.Generator().manual_seed(5))
     assert stats["iw_ll"] == pytest.approx(iw.mean().item())
 
 
 @pytest.mark.parametrize("diagnostic", [reconstruction_error, kl_per_dimension, active_units,
                                         collapsed_dimensions, sign_balance, iw_log_likelihood,
-                                        summarize, posterior_moments])
+                                        diagnose, posterior_moments])
 def test_bad_data_raises(x, diagnostic):
     vae = _vae(0.0)
     with pytest.raises(ValueError, match="empty"):

@@ -1,6 +1,6 @@
 """benchmarks/make_tables.py on small synthetic run folders: numbers, order, bad runs, outputs.
 
-The folders are written through the driver's own writer (``cl_binvae.rundir``), then damaged
+The folders are written through the driver's own writer (``cl_binvae.suite.rundir``), then damaged
 by hand where a test needs a bad one.
 """
 

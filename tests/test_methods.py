@@ -12,8 +12,8 @@ import pytest
 
 import cl_binvae
 from cl_binvae.suite.cli import import_methods, resolve_import
-from cl_binvae.suite.run_config import RunConfig
 from cl_binvae.suite.registry import METHODS, get_method
+from cl_binvae.suite.run_config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--stream", "split_mnist", "--iterations", "8", "--threads", "1", "--no-progress"]

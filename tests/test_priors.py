@@ -59,7 +59,7 @@ def test_fitted_prior_recovers_a_known_two_component_mixture():
     assert torch.allclose(prior.means[order], means, atol=0.1)
     assert torch.allclose(prior.log_weights[order].exp(), torch.tensor([0.75, 0.25]), atol=0.02)
     assert torch.allclose(prior.log_vars.exp(), torch.full((2, 3), 0.25), atol=0.05)
-    samples, _ = prior.sample(20_000, generator=torch.Generator().manual_seed(1))
+    samples, _ = prior.sample(20_000, rng=torch.Generator().manual_seed(1))
     assert (samples[:, 0] < 0).float().mean().item() == pytest.approx(0.75, abs=0.02)
 
 
@@ -87,7 +87,7 @@ def test_codes_keep_old_modes_when_a_class_arrives():
 def test_codes_sample_seen_classes_only_and_about_uniformly():
     prior = CodesPrior(r=3.0, z_dim=16, seed=0)
     prior.observe(torch.tensor([0, 4, 7]))
-    z, classes = prior.sample(30_000, generator=torch.Generator().manual_seed(0))
+    z, classes = prior.sample(30_000, rng=torch.Generator().manual_seed(0))
     counts = torch.bincount(classes, minlength=8)
     assert set(classes.unique().tolist()) == {0, 4, 7}
     assert torch.allclose(counts[[0, 4, 7]].float() / 30_000, torch.full((3,), 1 / 3), atol=0.01)
@@ -118,8 +118,8 @@ def test_state_dict_round_trip_gives_identical_samples(name):
     with pytest.raises(Exception):  # noqa: B017 - unfitted or without classes: cannot sample
         fresh.sample(1)
     fresh.load_state_dict(prior.state_dict())
-    a = prior.sample(50, generator=torch.Generator().manual_seed(9))
-    b = fresh.sample(50, generator=torch.Generator().manual_seed(9))
+    a = prior.sample(50, rng=torch.Generator().manual_seed(9))
+    b = fresh.sample(50, rng=torch.Generator().manual_seed(9))
     assert torch.equal(a[0], b[0])
     assert (a[1] is None and b[1] is None) or torch.equal(a[1], b[1])
 
@@ -133,8 +133,8 @@ def test_a_generator_carries_its_prior_through_its_state_dict(name):
     state = vae.state_dict()
     assert any(key.startswith("prior.") for key in state) == (name in ("fitted", "codes"))
     copy.load_state_dict(state)
-    a = vae.sample_with_classes(10, generator=torch.Generator().manual_seed(0))
-    b = copy.sample_with_classes(10, generator=torch.Generator().manual_seed(0))
+    a = vae.sample_with_classes(10, rng=torch.Generator().manual_seed(0))
+    b = copy.sample_with_classes(10, rng=torch.Generator().manual_seed(0))
     assert torch.equal(a[0], b[0])
 
 

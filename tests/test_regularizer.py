@@ -1,4 +1,4 @@
-"""Tests for cl_binvae.regularizer: KL_r, the mixture prior's sampler and its log-density."""
+"""Tests for cl_binvae.model.regularizer: KL_r, the mixture prior's sampler and its log-density."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_bad_radius_raises(bad):
 
 @pytest.mark.parametrize("r", [0.0, 1.0, 5.0])
 def test_prior_samples_are_centred(r):
-    z = sample_binarized_prior(20_000, 4, r, generator=torch.Generator().manual_seed(0))
+    z = sample_binarized_prior(20_000, 4, r, rng=torch.Generator().manual_seed(0))
     assert z.shape == (20_000, 4)
     # Standard error of the mean is sqrt(1 + r^2) / sqrt(n) <= 0.036.
     assert z.mean(0).abs().max() < 0.15
@@ -86,7 +86,7 @@ def test_prior_samples_are_centred(r):
 
 def test_prior_samples_split_into_two_modes_for_large_r():
     r = 5.0
-    z = sample_binarized_prior(20_000, 3, r, generator=torch.Generator().manual_seed(1))
+    z = sample_binarized_prior(20_000, 3, r, rng=torch.Generator().manual_seed(1))
     positive = z > 0
     share = positive.float().mean(0)
     assert ((share - 0.5).abs() < 0.02).all()
@@ -97,7 +97,7 @@ def test_prior_samples_split_into_two_modes_for_large_r():
 
 
 def test_prior_at_r0_is_standard_normal():
-    z = sample_binarized_prior(20_000, 2, 0.0, generator=torch.Generator().manual_seed(2))
+    z = sample_binarized_prior(20_000, 2, 0.0, rng=torch.Generator().manual_seed(2))
     assert ((z.std(0) - 1).abs() < 0.02).all()
     # The density near 0 is N(0, 1)'s too: P(|z| < 0.1) = 2 Phi(0.1) - 1 = 0.0797.
     assert ((z.abs() < 0.1).float().mean() - 0.0797).abs() < 0.01

@@ -204,7 +204,7 @@ def test_state_dict_round_trip_continues_the_stream_identically(streams, prior):
         for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(p, q), name
     assert original.replay_plugin.experiences_seen == restored.replay_plugin.experiences_seen == 3
-    assert original.replay_plugin.class_keys == restored.replay_plugin.class_keys
+    assert original.replay_plugin.seen.keys == restored.replay_plugin.seen.keys
 
 
 def test_codes_prior_replays_the_drawn_classes(streams):
@@ -265,7 +265,7 @@ def test_replayed_classes_measure_what_the_frozen_solver_sees(streams):
         strategy.train(exp)
     state = torch.get_rng_state()
     tasks, labels = strategy.replay_plugin.replayed_classes(
-        1000, generator=torch.Generator().manual_seed(0))
+        1000, rng=torch.Generator().manual_seed(0))
     assert torch.equal(torch.get_rng_state(), state)  # the global stream is untouched
     assert tasks.shape == labels.shape == (1000,) and set(labels.tolist()) <= {0, 1, 2, 3}
     again = strategy.replay_plugin.replayed_classes(1000, torch.Generator().manual_seed(0))

@@ -13,8 +13,10 @@ import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
 
-# Runs a script as __main__ and reports its exit code and whether torch got imported.
-_PROBE = ("import runpy, sys\nsys.argv = sys.argv[1:]\ncode = 0\n"
+# Runs a script as __main__ (its folder first on sys.path, as `python script.py` has it) and
+# reports its exit code and whether torch got imported.
+_PROBE = ("import os, runpy, sys\nsys.argv = sys.argv[1:]\n"
+          "sys.path.insert(0, os.path.dirname(sys.argv[0]))\ncode = 0\n"
           "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
           "except SystemExit as exc:\n    code = exc.code\n"
           "print('EXIT', code, 'torch' in sys.modules)\n")
@@ -33,7 +35,7 @@ def probe(script: str, *args: str) -> tuple[int, bool, str]:
     ("make_tables", ["--no-such-flag"]),
     ("perf", ["--iterations", "0"]),
     ("perf", ["--out", str(SCRIPTS)]),  # a folder, not a file: refused before timing anything
-    ("vae", ["--r", "-1"]),
+    ("representation", ["--r", "-1"]),
 ])
 def test_help_and_bad_flags_answer_before_torch_is_imported(script, bad):
     assert probe(script, "--help")[:2] == (0, False)

@@ -1,4 +1,4 @@
-"""Tests for cl_binvae.vae: every variant trains on real images, and bad input fails clearly."""
+"""Tests for cl_binvae.model.vae: every variant trains on real images, and bad input fails clearly."""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ VARIANTS = ("vae", "beta", "capacity")
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
 PRIOR_NAMES = ("mixture", "standard", "fitted", "codes")
+#: Priors whose latents depend on the class (their KL needs the class of every image).
+CONDITIONAL_PRIORS = ("codes",)
 #: Latents a fitted prior is fitted to after each experience, and the most components it takes
 #: (ten latents per component).
 FIT_SAMPLES = 10_000
@@ -55,6 +57,10 @@ class PriorConfig:
                              f"{MAX_COMPONENTS}: it is fitted to {FIT_SAMPLES} latents), got "
                              f"{self.components}")
 
+    @property
+    def conditional(self) -> bool:
+        """Whether this prior's latents depend on the class (``CONDITIONAL_PRIORS``)."""
+        return self.name in CONDITIONAL_PRIORS
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def sign_balance(vae: BaseVAE, x: torch.Tensor, batch_size: int = BATCH_SIZE) ->
 
 def iw_log_likelihood(vae: BaseVAE, x: torch.Tensor, k: int = 100,
                       batch_size: int = BATCH_SIZE,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
+                      rng: torch.Generator | None = None) -> torch.Tensor:
     """Importance-weighted lower bound on log p(x) per image (Burda et al. 2016), shape (N,).
 
     log p(x) >= log (1/k) sum_i p(x | z_i) p(z_i) / q(z_i | x) with z_i ~ q(z | x). p(z) is
@@ -89,13 +89,13 @@ def iw_log_likelihood(vae: BaseVAE, x: torch.Tensor, k: int = 100,
     if k < 1:
         raise ValueError(f"the number of importance samples k must be >= 1, got {k}")
     with _inference(vae):
-        return torch.cat([_iw_bound(vae, xb, mu, logvar, k, generator)
+        return torch.cat([_iw_bound(vae, xb, mu, logvar, k, rng)
                           for xb, mu, logvar in _encoded(vae, x, batch_size)]).cpu()
 
 
-def summarize(vae: BaseVAE, x: torch.Tensor, k: int = 50, threshold: float = 0.01,
+def diagnose(vae: BaseVAE, x: torch.Tensor, k: int = 50, threshold: float = 0.01,
               batch_size: int = BATCH_SIZE,
-              generator: torch.Generator | None = None) -> dict[str, float]:
+              rng: torch.Generator | None = None) -> dict[str, float]:
     """All the diagnostics above in one encoder pass, as means over the data.
 
     Keys: ``recon`` (nats per image), ``kl`` (KL_r summed over dimensions), ``active_units``,
@@ -108,7 +108,7 @@ def summarize(vae: BaseVAE, x: torch.Tensor, k: int = 50, threshold: float = 0.0
             mus.append(mu)
             logvars.append(logvar)
             recons.append(_reconstruction(vae, xb, mu))
-            bounds.append(_iw_bound(vae, xb, mu, logvar, k, generator))
+            bounds.append(_iw_bound(vae, xb, mu, logvar, k, rng))
     mu, logvar = torch.cat(mus).cpu(), torch.cat(logvars).cpu()
     kl = _mean_kl(mu, logvar, vae.config.r)
     return {
@@ -190,14 +190,14 @@ def _positive_share(mu: torch.Tensor) -> torch.Tensor:
 
 
 def _iw_bound(vae: BaseVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
-              generator: torch.Generator | None) -> torch.Tensor:
+              rng: torch.Generator | None) -> torch.Tensor:
     """The k-sample bound for one batch, drawing the k samples in chunks of bounded memory."""
     std = (0.5 * logvar).exp()
     chunk = max(1, MAX_DECODES // len(x))
     log_weights = []
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
-        eps = torch.randn((m, *mu.shape), device=mu.device, generator=generator)
+        eps = torch.randn((m, *mu.shape), device=mu.device, generator=rng)
         z = mu + std * eps
         outputs = vae.decode(z.flatten(0, 1))
         log_px_z = -vae.reconstruction_nll(x.expand(m, *x.shape).flatten(0, 1), outputs)

@@ -66,7 +66,7 @@ class LatentPrior(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def sample(self, n: int, device: torch.device | str | None = None,
-               generator: torch.Generator | None = None
+               rng: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``n`` latents (n, z_dim) on ``device``, and their classes (None: unconditional)."""
 
@@ -96,9 +96,9 @@ class MixturePrior(LatentPrior):
     """0.5 N(r, 1) + 0.5 N(-r, 1) per dimension, with fair signs: the paper-literal prior."""
 
     def sample(self, n: int, device: torch.device | str | None = None,
-               generator: torch.Generator | None = None
+               rng: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return sample_mixture(n, self.z_dim, self.r, device=device, generator=generator), None
+        return sample_mixture(n, self.z_dim, self.r, device=device, rng=rng), None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return mixture_log_prob(z, self.r)
@@ -108,9 +108,9 @@ class StandardPrior(LatentPrior):
     """N(0, I), whatever r the generator trained with."""
 
     def sample(self, n: int, device: torch.device | str | None = None,
-               generator: torch.Generator | None = None
+               rng: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return torch.randn(n, self.z_dim, device=device, generator=generator), None
+        return torch.randn(n, self.z_dim, device=device, generator=rng), None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         return mixture_log_prob(z, 0.0)
@@ -157,13 +157,13 @@ class FittedPrior(LatentPrior):
         self.fits += 1
 
     def sample(self, n: int, device: torch.device | str | None = None,
-               generator: torch.Generator | None = None
+               rng: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         self._check_fitted()
         device = device if device is not None else self.means.device
         weights = self.log_weights.exp().to(device)
-        k = torch.multinomial(weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.z_dim, device=device, generator=generator)
+        k = torch.multinomial(weights, n, replacement=True, generator=rng)
+        eps = torch.randn(n, self.z_dim, device=device, generator=rng)
         return self.means.to(device)[k] + (0.5 * self.log_vars.to(device)[k]).exp() * eps, None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -264,14 +264,14 @@ class CodesPrior(LatentPrior):
         return 0.5 * ((mu - self.modes(classes)).pow(2) + logvar.exp() - logvar - 1.0)
 
     def sample(self, n: int, device: torch.device | str | None = None,
-               generator: torch.Generator | None = None
+               rng: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if len(self.classes) == 0:
             raise ValueError("codes prior: no class observed yet; call observe(classes) first")
         device = device if device is not None else self.codes.device
-        pick = torch.randint(len(self.classes), (n,), device=device, generator=generator)
+        pick = torch.randint(len(self.classes), (n,), device=device, generator=rng)
         classes = self.classes.to(device)[pick]
-        eps = torch.randn(n, self.z_dim, device=device, generator=generator)
+        eps = torch.randn(n, self.z_dim, device=device, generator=rng)
         return self.r * self.codes.to(device)[pick] + eps, classes
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:

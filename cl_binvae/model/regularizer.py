@@ -48,14 +48,14 @@ def sample_binarized_prior(
     r: float,
     *,
     device: torch.device | str | None = None,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Draw ``n`` latents from 0.5 N(r, 1) + 0.5 N(-r, 1), independently per dimension.
 
     Sampled as z = s * r + eps with fair signs s in {-1, +1} and eps ~ N(0, I).
     ``ValueError`` for a radius that ``check_radius`` refuses.
     """
-    return sample_mixture(n, z_dim, check_radius(r), device=device, generator=generator)
+    return sample_mixture(n, z_dim, check_radius(r), device=device, rng=rng)
 
 
 def sample_mixture(
@@ -64,13 +64,13 @@ def sample_mixture(
     r: float,
     *,
     device: torch.device | str | None = None,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``sample_binarized_prior`` for an ``r`` that ``check_radius`` returned."""
-    eps = torch.randn(n, z_dim, device=device, generator=generator)
+    eps = torch.randn(n, z_dim, device=device, generator=rng)
     if r == 0:
         return eps
-    signs = torch.randint(0, 2, (n, z_dim), device=device, generator=generator) * 2 - 1
+    signs = torch.randint(0, 2, (n, z_dim), device=device, generator=rng) * 2 - 1
     return eps + r * signs.to(eps.dtype)
 
 

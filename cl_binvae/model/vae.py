@@ -9,7 +9,7 @@ Variants differ only in how the KL term enters the loss (``VAEConfig.variant``):
 
 Architectures (``MLPVAE``, ``ConvVAE``) only define the encoder and decoder; the rest is shared.
 Every variant takes the binarization radius ``r`` (r = 0 is the ordinary model) and a latent
-prior (``cl_binvae.priors``): what ``sample`` draws from, and for the class-conditional prior
+prior (``cl_binvae.model.priors``): what ``sample`` draws from, and for the class-conditional prior
 also the KL term, which then needs the class of every image.
 """
 
@@ -60,15 +60,15 @@ class BaseVAE(nn.Module, abc.ABC):
         """Map decoder outputs to the data space (probabilities for Bernoulli, means otherwise)."""
         return torch.sigmoid(outputs) if self.config.likelihood == "bernoulli" else outputs
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, rng: torch.Generator | None = None) -> torch.Tensor:
         """Draw ``n`` images from the prior, in the data space."""
-        return self.sample_with_classes(n, generator)[0]
+        return self.sample_with_classes(n, rng)[0]
 
     @torch.no_grad()
-    def sample_with_classes(self, n: int, generator: torch.Generator | None = None
+    def sample_with_classes(self, n: int, rng: torch.Generator | None = None
                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``n`` images from the prior and, for a class-conditional prior, their classes."""
-        z, classes = self.prior.sample(n, device=self.fc_mu.weight.device, generator=generator)
+        z, classes = self.prior.sample(n, device=self.fc_mu.weight.device, rng=rng)
         return self.to_data(self.decode(z)), classes
 
     @torch.no_grad()

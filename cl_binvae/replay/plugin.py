@@ -4,15 +4,16 @@ Shin et al. 2017, as refined by van de Ven et al. ("Three scenarios for continua
 while learning experience t > 1, every training iteration appends a replay batch sampled from a
 frozen copy of the previous generator and labelled by a frozen copy of the previous solver, and
 the loss becomes (1/t) * current + (1 - 1/t) * replay. After each experience the generator
-learns the experience's data plus its own replay, so it does not forget either.
+learns the experience's data plus its own replay (``generator_training``), so it does not
+forget either.
 
 The plugin works inside any ``SupervisedTemplate`` (Naive, EWC, LwF, ...): it only touches the
 minibatch before the forward pass and the loss before the backward pass.
 
-What replay samples is the generator's prior (``cl_binvae.priors``): the plugin shows it the
-classes of each experience before the generator trains, and fits it afterwards to latents of
-what the generator was trained on. With a class-conditional prior, replay can be labelled with
-the drawn class instead of the frozen solver's guess (``replay_labels='prior'``).
+What replay samples is the generator's prior (``cl_binvae.model.priors``): the plugin shows it
+the classes of each experience before the generator trains, and fits it afterwards to latents
+of what the generator was trained on. With a class-conditional prior, replay can be labelled
+with the drawn class instead of the frozen solver's guess (``replay_labels='prior'``).
 """
 
 from __future__ import annotations
@@ -27,15 +28,14 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.utils import avalanche_forward
 from torch import nn
 
-from cl_binvae.model.config import FIT_SAMPLES
-from cl_binvae.model.diagnostics import posterior_moments
 from cl_binvae.model.vae import BaseVAE
 from cl_binvae.replay.config import REPLAY_LABELS, ReplayConfig
-from cl_binvae.replay.tensor_batches import TensorBatches, dataset_tensors
+from cl_binvae.replay.generator_training import SAMPLE_CHUNK, fit_prior, train_generator
+from cl_binvae.replay.normalization import Normalization
+from cl_binvae.replay.seen_classes import SeenClasses
+from cl_binvae.replay.tensor_batches import dataset_tensors
 
 __all__ = ["REPLAY_LABELS", "BinVAEReplayPlugin", "ReplayConfig"]
-
-_SAMPLE_CHUNK = 1_000  # generator samples decoded at once outside the training loop
 
 
 class BinVAEReplayPlugin(SupervisedPlugin):
@@ -57,18 +57,15 @@ class BinVAEReplayPlugin(SupervisedPlugin):
                              f"not {type(generator.prior).__name__}")
         self.generator_optimizer = torch.optim.Adam(generator.parameters(),
                                                     lr=self.config.generator_lr)
+        self.normalization = Normalization(self.config.input_mean, self.config.input_std)
         self.experiences_seen = 0
-        self.classes_by_task: dict[int, set[int]] = {}
-        # (task, class) pairs in order of arrival; a pair's position is its class id for the
-        # generator's prior, so ids never change as classes arrive.
-        self.class_keys: list[tuple[int, int]] = []
+        self.seen = SeenClasses()
         self.frozen_generator: BaseVAE | None = None
         self.frozen_solver: nn.Module | None = None
         self._inputs_checked = False
         self._n_current = 0
         self._replay_targets: torch.Tensor | None = None
-        self._current_classes: dict[int, set[int]] = {}
-        self._tables: dict[str, torch.Tensor] = {}  # class masks and id lookups, cached
+        self._current_classes: dict[int, set[int]] | None = None  # active classes only
 
     # -- the lifecycle -------------------------------------------------------------------------
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -90,7 +87,6 @@ class BinVAEReplayPlugin(SupervisedPlugin):
                 raise ValueError("active_classes needs experiences that list "
                                  "classes_in_this_experience")
             self._current_classes = {int(tasks[0]): {int(c) for c in classes}}
-            self._tables.pop("active", None)
 
     def before_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         """Append a replay batch (inputs, labels and task labels) to the minibatch."""
@@ -122,8 +118,10 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         out, y, n = strategy.mb_output, strategy.mb_y, self._n_current
         joined = strategy.criterion()
         if self.config.active_classes:
-            out = out.masked_fill(~self._active_classes(_task_labels(strategy), out),
-                                  -math.inf)
+            t = _task_labels(strategy)
+            active = self.seen.mask(out, self._current_classes)
+            rows = torch.zeros(len(out), dtype=torch.long, device=out.device) if t is None else t
+            out = out.masked_fill(~active[rows], -math.inf)
         current = strategy._criterion(out[:n], y[:n])
         if self.frozen_generator is None:
             strategy.loss = strategy.loss - joined + current
@@ -137,21 +135,18 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         x, y, *rest = dataset_tensors(strategy.experience.dataset, strategy.device)
         # Avalanche puts task labels last; datasets of (x, y) pairs have a single task, 0.
         t = rest[-1] if rest else torch.zeros_like(y)
-        for task in t.unique().tolist():
-            self.classes_by_task.setdefault(int(task), set()).update(
-                y[t == task].unique().tolist())
-        pairs = torch.stack([t, y], 1).unique(dim=0).tolist()  # sorted
-        known = set(self.class_keys)
-        self.class_keys += [key for key in map(tuple, pairs) if key not in known]
-        self._tables.clear()
+        self.seen.add(t, y)
         self.experiences_seen += 1
-        x = self._to_generator_space(x)
+        x = self.normalization.undo(x)
         ids = None
         if self.generator.prior.conditional:
-            ids = self._class_ids(t, y)
+            ids = self.seen.ids(t, y)
             self.generator.prior.observe(ids)
-        self.train_generator(x, ids)
-        self.fit_prior(x)
+        w = self.replay_weight(self.experiences_seen)
+        train_generator(self.generator, self.generator_optimizer, x, ids,
+                        self.frozen_generator, w, self.config.generator_iterations,
+                        self.config.generator_batch_size)
+        fit_prior(self.generator, x, self.frozen_generator, w)
         self.frozen_generator = _frozen_copy(self.generator)
         self.frozen_solver = _frozen_copy(strategy.model)
 
@@ -164,55 +159,19 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             return self.config.replay_weight
         return 1.0 - 1.0 / t
 
-    def train_generator(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> None:
-        """Train the generator on ``x`` (in [0, 1] space) plus replay from its frozen copy.
-
-        ``classes``: the prior's class id of each image, for a class-conditional prior.
-        The generator's loss is weighted like the solver's (``replay_weight``).
-        """
-        cfg, gen = self.config, self.generator
-        w = self.replay_weight(self.experiences_seen)
-        gen.train()
-        tensors = [x] if classes is None else [x, classes]
-        batches = TensorBatches(tensors, cfg.generator_batch_size,
-                                iterations=cfg.generator_iterations)
-        for xb, *cb in batches:
-            loss = gen.loss(xb, *cb)["loss"]
-            if self.frozen_generator is not None:
-                replay, replay_classes = self.frozen_generator.sample_with_classes(len(xb))
-                loss = (1 - w) * loss + w * gen.loss(replay, replay_classes)["loss"]
-            self.generator_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.generator_optimizer.step()
-        gen.eval()
-
-    def fit_prior(self, x: torch.Tensor) -> None:
-        """Fit the generator's prior (if it is fitted) to posterior samples of what the
-        generator was just trained on: ``x`` and replay, in the proportions of its loss."""
-        if not self.generator.prior.needs_fit:
-            return
-        n_replay = 0
-        if self.frozen_generator is not None:
-            n_replay = round(self.replay_weight(self.experiences_seen) * FIT_SAMPLES)
-        pick = torch.randint(len(x), (FIT_SAMPLES - n_replay,), device=x.device)
-        images = [x[pick]] + [self.frozen_generator.sample(min(_SAMPLE_CHUNK, n_replay - i))
-                              for i in range(0, n_replay, _SAMPLE_CHUNK)]
-        mu, logvar = posterior_moments(self.generator, torch.cat(images))
-        self.generator.prior.fit(mu + (0.5 * logvar).exp() * torch.randn_like(mu))
-
-    def replayed_classes(self, n: int, generator: torch.Generator | None = None
+    def replayed_classes(self, n: int, rng: torch.Generator | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """Task and frozen-solver label of ``n`` samples from the frozen generator.
 
         What replay looks like to the solver, whichever labels training uses: the replay
-        class-balance diagnostic. ``generator`` keeps the global random stream untouched.
+        class-balance diagnostic. ``rng`` keeps the global random stream untouched.
         """
         if self.frozen_generator is None:
             raise ValueError("nothing to replay before the first experience has been learnt")
         device = self.generator.fc_mu.weight.device
         tasks, labels = [], []
-        for start in range(0, n, _SAMPLE_CHUNK):
-            x_r, t_r, _ = self._sample_replay(min(_SAMPLE_CHUNK, n - start), device, generator)
+        for start in range(0, n, SAMPLE_CHUNK):
+            x_r, t_r, _ = self._sample_replay(min(SAMPLE_CHUNK, n - start), device, rng)
             tasks.append(t_r)
             labels.append(self._solver_labels(x_r, t_r, None)[0])
         return torch.cat(tasks).cpu(), torch.cat(labels).cpu()
@@ -225,8 +184,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             "frozen_generator": _state_or_none(self.frozen_generator),
             "frozen_solver": _state_or_none(self.frozen_solver),
             "experiences_seen": self.experiences_seen,
-            "classes_by_task": {t: sorted(c) for t, c in self.classes_by_task.items()},
-            "class_keys": list(self.class_keys),
+            **self.seen.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any], solver: nn.Module) -> None:
@@ -236,9 +194,7 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         self.generator.load_state_dict(state["generator"])
         self.generator_optimizer.load_state_dict(state["generator_optimizer"])
         self.experiences_seen = int(state["experiences_seen"])
-        self.classes_by_task = {int(t): set(c) for t, c in state["classes_by_task"].items()}
-        self.class_keys = [(int(t), int(c)) for t, c in state["class_keys"]]
-        self._tables.clear()
+        self.seen.load_state_dict(state)
         self.frozen_generator = self.frozen_solver = None
         if state["frozen_generator"] is not None:
             self.frozen_generator = _frozen_copy(self.generator)
@@ -247,18 +203,17 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             self.frozen_solver.load_state_dict(state["frozen_solver"])
 
     # -- helpers -------------------------------------------------------------------------------
-    def _sample_replay(self, n: int, device: torch.device,
-                       generator: torch.Generator | None = None
+    def _sample_replay(self, n: int, device: torch.device, rng: torch.Generator | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``n`` replayed inputs (solver space), their task labels, and the class each was
         drawn from (None for an unconditional prior)."""
-        images, ids = self.frozen_generator.sample_with_classes(n, generator)
-        x_r = self._to_solver_space(images)
+        images, ids = self.frozen_generator.sample_with_classes(n, rng)
+        x_r = self.normalization.apply(images)
         if ids is not None:  # the drawn class fixes the task too
-            keys = self._table("keys", lambda: torch.tensor(self.class_keys, device=device))
+            keys = self.seen.key_table(device)
             return x_r, keys[ids, 0], keys[ids, 1]
-        tasks = torch.tensor(sorted(self.classes_by_task), device=device)
-        t_r = tasks[torch.randint(len(tasks), (n,), device=device, generator=generator)]
+        tasks = self.seen.tasks(device)
+        t_r = tasks[torch.randint(len(tasks), (n,), device=device, generator=rng)]
         return x_r, t_r, None
 
     def _solver_labels(self, x_r: torch.Tensor, t_r: torch.Tensor, temperature: float | None
@@ -268,36 +223,9 @@ class BinVAEReplayPlugin(SupervisedPlugin):
             logits = avalanche_forward(self.frozen_solver, x_r, t_r)
         # The frozen solver may only name classes seen before; the student is scored over all
         # its outputs, so replay also pushes down the new classes on old-looking inputs.
-        seen = self._table("seen", lambda: _class_mask(self.classes_by_task, logits))
-        masked = logits.masked_fill(~seen[t_r], -math.inf)
+        masked = logits.masked_fill(~self.seen.mask(logits)[t_r], -math.inf)
         soft = None if temperature is None else F.softmax(masked / temperature, dim=1)
         return masked.argmax(1), soft
-
-    def _active_classes(self, t: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
-        """(n, n_outputs) mask of the classes seen so far, this experience's included."""
-        def build() -> torch.Tensor:
-            active = {task: set(c) for task, c in self.classes_by_task.items()}
-            for task, classes in self._current_classes.items():
-                active.setdefault(task, set()).update(classes)
-            return _class_mask(active, out)
-
-        table = self._table("active", build)
-        return table[torch.zeros(len(out), dtype=torch.long, device=out.device) if t is None
-                     else t]
-
-    def _class_ids(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The prior's class id (position in ``class_keys``) of each (task, label) pair."""
-        keys = torch.tensor(self.class_keys, device=y.device)
-        lookup = torch.full((int(keys[:, 0].max()) + 1, int(keys[:, 1].max()) + 1), -1,
-                            dtype=torch.long, device=y.device)
-        lookup[keys[:, 0], keys[:, 1]] = torch.arange(len(keys), device=y.device)
-        return lookup[t, y]
-
-    def _table(self, name: str, build: Any) -> torch.Tensor:
-        """A cached lookup table, rebuilt after the classes seen change."""
-        if name not in self._tables:
-            self._tables[name] = build()
-        return self._tables[name]
 
     def _replay_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self._replay_targets is None:
@@ -308,29 +236,10 @@ class BinVAEReplayPlugin(SupervisedPlugin):
         log_p = F.log_softmax(logits / temp, dim=1).masked_fill(targets == 0, 0.0)
         return -(targets * log_p).sum(1).mean() * temp**2
 
-    def _normalization(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.config.input_mean is None:
-            return None
-        shape = (1, -1) + (1,) * (like.ndim - 2)
-        mean = torch.as_tensor(self.config.input_mean, dtype=like.dtype, device=like.device)
-        std = torch.as_tensor(self.config.input_std, dtype=like.dtype, device=like.device)
-        return mean.view(shape), std.view(shape)
-
-    def _to_generator_space(self, x: torch.Tensor) -> torch.Tensor:
-        norm = self._normalization(x)
-        if norm is None:
-            return x
-        # Undoing a normalization leaves rounding error (pixel 0 comes back as -3e-8).
-        return (x * norm[1] + norm[0]).clamp(0.0, 1.0)
-
-    def _to_solver_space(self, x: torch.Tensor) -> torch.Tensor:
-        norm = self._normalization(x)
-        return x if norm is None else (x - norm[0]) / norm[1]
-
     def _check_solver_inputs(self, x: torch.Tensor) -> None:
         """Refuse inputs the generator cannot model, at the first minibatch, not hours later."""
         if self.generator.config.likelihood == "bernoulli":
-            lo, hi = (v.item() for v in torch.aminmax(self._to_generator_space(x)))
+            lo, hi = (v.item() for v in torch.aminmax(self.normalization.undo(x)))
             if lo < -1e-4 or hi > 1 + 1e-4:
                 raise ValueError(
                     f"the solver's inputs span [{lo:.3g}, {hi:.3g}] but a Bernoulli (BCE) "
@@ -342,15 +251,6 @@ class BinVAEReplayPlugin(SupervisedPlugin):
 def _task_labels(strategy: Any) -> torch.Tensor | None:
     """The minibatch's task labels; None for (x, y) batches, which carry none."""
     return strategy.mbatch[-1] if len(strategy.mbatch) >= 3 else None
-
-
-def _class_mask(classes_by_task: dict[int, set[int]], like: torch.Tensor) -> torch.Tensor:
-    """(tasks, outputs) bool table: True where the task has seen the class."""
-    table = torch.zeros(max(classes_by_task) + 1, like.shape[1], dtype=torch.bool,
-                        device=like.device)
-    for task, classes in classes_by_task.items():
-        table[task, sorted(classes)] = True
-    return table
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:

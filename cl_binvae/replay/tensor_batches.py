@@ -47,7 +47,7 @@ class TensorBatches:
         *,
         iterations: int | None = None,
         shuffle: bool = True,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -57,7 +57,7 @@ class TensorBatches:
         self.batch_size = batch_size
         self.iterations = iterations
         self.shuffle = shuffle
-        self.generator = generator
+        self.rng = rng
         self.n = len(tensors[0])
 
     def __len__(self) -> int:
@@ -83,4 +83,4 @@ class TensorBatches:
     def _order(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(self.n)
-        return torch.randperm(self.n, generator=self.generator)
+        return torch.randperm(self.n, generator=self.rng)

@@ -20,11 +20,11 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from cl_binvae.model.config import PRIOR_NAMES
-from cl_binvae.report.tables import Report, Run, by_group, by_method, mean_sd
+from cl_binvae.report.tables import Run, by_group, by_method, mean_sd
 from cl_binvae.suite.atomic import atomic_path
-from cl_binvae.suite.rundir import RunDirectory, RunError, samples_name
+from cl_binvae.suite.rundir import Notify, RunDirectory, RunError, samples_name
 
-FigureMaker = Callable[[Sequence[Run], str, Report], Figure | None]
+FigureMaker = Callable[[Sequence[Run], str, Notify], Figure | None]
 
 
 def _figure(n_panels: int = 1, ncols: int = 1,
@@ -51,14 +51,14 @@ def _legend_outside(ax: Axes) -> None:
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
-def _same_shape(method: str, arrays: list[np.ndarray], note: Report) -> bool:
+def _same_shape(method: str, arrays: list[np.ndarray], note: Notify) -> bool:
     if len({a.shape for a in arrays}) == 1:
         return True
     note(f"{method}: runs disagree on the number of experiences; left out of the figure")
     return False
 
 
-def accuracy_heatmaps(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+def accuracy_heatmaps(runs: Sequence[Run], title: str, note: Notify) -> Figure | None:
     """Accuracy matrix (mean over seeds) of every sequential method; joint has no matrix."""
     matrices = {
         method: [run.matrix for run in members]
@@ -78,7 +78,7 @@ def accuracy_heatmaps(runs: Sequence[Run], title: str, note: Report) -> Figure |
     return fig
 
 
-def accuracy_curves(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+def accuracy_curves(runs: Sequence[Run], title: str, note: Notify) -> Figure | None:
     """Average accuracy on the experiences seen so far, after each experience (mean ± sd)."""
     if all(run.joint for run in runs):
         note("skipped: no sequential method")
@@ -134,7 +134,7 @@ def _r_series(runs: Sequence[Run]) -> list[tuple[str, dict[float, list[float]], 
     return series
 
 
-def r_sweep(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+def r_sweep(runs: Sequence[Run], title: str, note: Notify) -> Figure | None:
     """Final average accuracy against r, one line per setting of the other options (prior,
     labels, distillation, ...), with the r = 0 twin (dgr) as r = 0 where that is missing.
 
@@ -168,7 +168,7 @@ def r_sweep(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
     return fig
 
 
-def forgetting_bars(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+def forgetting_bars(runs: Sequence[Run], title: str, note: Notify) -> Figure | None:
     """Average forgetting per method (mean ± sd over seeds); methods without it left out."""
     stats = {method: mean_sd(run.metrics.avg_forgetting for run in members)
              for method, members in by_method(runs).items()}
@@ -192,7 +192,7 @@ def _sample_images(run: Run) -> dict[int, Path]:
             if (run.path / samples_name(i)).exists()}
 
 
-def generated_samples(runs: Sequence[Run], title: str, note: Report,
+def generated_samples(runs: Sequence[Run], title: str, note: Notify,
                       prior: str = "mixture") -> Figure | None:
     """Samples after each experience under one ``prior``: each method that takes r, at each
     r, with its r = 0 twin above (dgr; at r = 0 the standard and codes priors are the plain
@@ -237,7 +237,7 @@ def generated_samples(runs: Sequence[Run], title: str, note: Report,
     return fig
 
 
-def replay_balance(runs: Sequence[Run], title: str, note: Report) -> Figure | None:
+def replay_balance(runs: Sequence[Run], title: str, note: Notify) -> Figure | None:
     """Share of each seen class among replayed samples (labelled by the frozen solver) after
     each experience, mean over seeds, one heatmap per generator method: drift toward the
     latest classes shows as mass to the right."""
@@ -286,7 +286,7 @@ FIGURES: dict[str, FigureMaker] = {
 }
 
 
-def write_figures(runs: Sequence[Run], out: Path, note: Report) -> list[Path]:
+def write_figures(runs: Sequence[Run], out: Path, note: Notify) -> list[Path]:
     """Write every figure of every group as ``<out>/<group>_<figure>.png``, atomically.
 
     A figure whose inputs are absent is skipped, with a line to ``note`` saying why.

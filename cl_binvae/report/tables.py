@@ -1,16 +1,16 @@
 """Load finished benchmark runs and tabulate them as ``mean ± sd (n)`` over seeds.
 
 A results root holds one folder per run, as written by ``benchmarks/run.py`` and read through
-:mod:`cl_binvae.rundir`. Unfinished, damaged or unreadable folders are reported through a
+:mod:`cl_binvae.suite.rundir`. Unfinished, damaged or unreadable folders are reported through a
 callback and left out, never averaged in. Methods are named and ordered as the registry
-(:mod:`cl_binvae.methods`) and the run's settings say.
+(:mod:`cl_binvae.suite.registry`) and the run's settings say.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +21,10 @@ from cl_binvae.suite.atomic import write_text
 from cl_binvae.suite.config import StreamConfig
 from cl_binvae.suite.presets import protocol_for
 from cl_binvae.suite.run_config import REPLAY_RECORD, RunConfig
-from cl_binvae.suite.rundir import RunDirectory, RunError, RunMetrics, RunRecord
-
-Report = Callable[[str], None]
+from cl_binvae.suite.rundir import Notify, RunDirectory, RunError, RunMetrics, RunRecord
 
 #: Table metrics, in column order, with their display names.
-METRICS = {
+TABLE_METRICS = {
     "final_avg_accuracy": "Final avg. accuracy",
     "avg_forgetting": "Avg. forgetting",
     "bwt": "BWT",
@@ -128,7 +126,7 @@ def load_run(folder: Path) -> Run:
     return Run(folder, record, metrics, matrix)
 
 
-def load_runs(roots: Sequence[Path], report: Report) -> list[Run]:
+def load_runs(roots: Sequence[Path], report: Notify) -> list[Run]:
     """Load every run folder directly under each root, in table order.
 
     Unfinished, corrupt and duplicate run folders (a second run of the same method and seed,
@@ -187,13 +185,13 @@ def by_method(runs: Iterable[Run]) -> dict[str, list[Run]]:
     return methods
 
 
-def summarize(runs: Sequence[Run]) -> pd.DataFrame:
+def summary_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per (group, method), with ``<metric>_mean/_sd/_n`` columns."""
     rows = []
     for group, members in by_group(runs).items():
         for method, method_runs in by_method(members).items():
             row = {**_group_columns(group), "method": method}
-            for metric in METRICS:
+            for metric in TABLE_METRICS:
                 mean, sd, n = mean_sd(getattr(run.metrics, metric) for run in method_runs)
                 row |= {f"{metric}_mean": mean, f"{metric}_sd": sd, f"{metric}_n": n}
             rows.append(row)
@@ -284,14 +282,14 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     """The table as shown: one row per method, ``mean ± sd (n)`` cells in percent."""
     return pd.DataFrame(
         [[row["method"], *(format_cell(row[f"{m}_mean"], row[f"{m}_sd"], row[f"{m}_n"])
-                           for m in METRICS)] for row in table.to_dict("records")],
-        columns=["Method", *(f"{name} (%)" for name in METRICS.values())])
+                           for m in TABLE_METRICS)] for row in table.to_dict("records")],
+        columns=["Method", *(f"{name} (%)" for name in TABLE_METRICS.values())])
 
 
 def to_markdown(table: pd.DataFrame, title: str) -> str:
     """A summary table of one group as a Markdown section."""
     body = _display(table).to_markdown(index=False, tablefmt="pipe",
-                                       colalign=("left", *("right",) * len(METRICS)))
+                                       colalign=("left", *("right",) * len(TABLE_METRICS)))
     return f"## {title}\n\nmean ± sd (n) over seeds\n\n{body}\n"
 
 
@@ -300,7 +298,7 @@ def to_latex(table: pd.DataFrame, title: str) -> str:
     signs need LaTeX 2018 or later, or \\usepackage[utf8]{inputenc})."""
     caption = re.sub(r"([_%&#$])", r"\\\1", title)  # pandas escapes cells, not the caption
     body = _display(table).to_latex(index=False, escape=True,
-                                    column_format="l" + "r" * len(METRICS),
+                                    column_format="l" + "r" * len(TABLE_METRICS),
                                     caption=f"{caption}: mean ± sd (n) over seeds.",
                                     position="t")
     return "% requires \\usepackage{booktabs}\n" + body
@@ -312,7 +310,7 @@ GENERATOR_COLUMNS = {"recon": "recon (nats)", "kl": "KL_r (nats)", "active_units
                      "replay_balance": "replay balance"}
 
 
-def generator_summary(runs: Sequence[Run], report: Report) -> pd.DataFrame:
+def generator_summary(runs: Sequence[Run], report: Notify) -> pd.DataFrame:
     """Per generator method of one group: the mean over seeds of its diagnostics after the
     last experience (``GENERATOR_COLUMNS``; absent ones stay empty), and n."""
     rows = []
@@ -371,7 +369,7 @@ def refresh_readme(readme: Path) -> list[str]:
     return filled
 
 
-def write_tables(runs: Sequence[Run], out: Path, report: Report = print) -> list[Path]:
+def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list[Path]:
     """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``;
     where a group has binarized runs with twins, ``paired_<group>.csv`` too, and the paired
     differences close the group's Markdown table; where it has generator methods,
@@ -385,7 +383,7 @@ def write_tables(runs: Sequence[Run], out: Path, report: Report = print) -> list
     written = [out / "runs_index.csv"]
     write_text(written[0], runs_index(runs).to_csv(index=False, float_format="%.6f"))
     for group, members in by_group(runs).items():
-        table = summarize(members)
+        table = summary_table(members)
         paths = [out / f"table_{group.slug}{suffix}" for suffix in (".csv", ".md", ".tex")]
         paired_path = out / f"paired_{group.slug}.csv"
         generator_paths = [out / f"generators_{group.slug}{suffix}" for suffix in (".csv", ".md")]

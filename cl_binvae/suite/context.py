@@ -56,7 +56,7 @@ def check_sweep_fits(runs: Sequence[RunConfig], data_root: str | None) -> None:
 
 
 def _uses_codes(run: RunConfig) -> bool:
-    return isinstance(run.settings, ReplaySettings) and run.settings.prior == "codes"
+    return isinstance(run.settings, ReplaySettings) and run.protocol.generator.prior.conditional
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Execute one run: build its stream and strategy, train experience by experience, evaluate
-after each, checkpoint, and write the run directory (see :mod:`cl_binvae.rundir`).
+after each, checkpoint, and write the run directory (see :mod:`cl_binvae.suite.rundir`).
 
 A finished run is not repeated. Anything else is resumed from its checkpoint when the method
 resumes and the checkpoint loads, and started over otherwise; a damaged run directory is
@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import torch
 import torchvision
 from tqdm.auto import tqdm
 
-from cl_binvae.model.diagnostics import replay_class_balance, summarize
+from cl_binvae.model.diagnostics import diagnose, replay_class_balance
 from cl_binvae.replay.plugin import BinVAEReplayPlugin
 from cl_binvae.replay.tensor_batches import dataset_tensors
 from cl_binvae.suite import checkpoint
@@ -38,9 +38,10 @@ from cl_binvae.suite.evaluation import close_loggers, evaluate, make_evaluator
 from cl_binvae.suite.metrics import summarize_matrix
 from cl_binvae.suite.run_config import RunConfig
 from cl_binvae.suite.rundir import (
-    ERROR,
-    METRICS,
-    PROGRESS,
+    ERROR_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    Notify,
     RunDirectory,
     RunError,
     RunMetrics,
@@ -49,7 +50,6 @@ from cl_binvae.suite.rundir import (
 )
 from cl_binvae.suite.streams import Stream, build_stream
 
-Report = Callable[[str], None]
 _DIAGNOSTIC_IMAGES = 1000
 _LOCK = ".lock"
 
@@ -74,7 +74,7 @@ def finished_metrics(run: RunConfig, out_root: str | os.PathLike) -> RunMetrics 
 
 def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | None = None,
                 device: str = "cpu", progress: bool = True, loggers: Sequence[str] = (),
-                report: Report = _warn) -> RunMetrics | None:
+                report: Notify = _warn) -> RunMetrics | None:
     """Train and evaluate ``run`` into its directory under ``out_root``; return its metrics,
     or None when another driver holds the run (it is reported and skipped).
 
@@ -84,7 +84,7 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
     try:
         return directory.read_finished()[1]
     except RunError as err:
-        if directory.file(METRICS).exists():
+        if directory.file(METRICS_FILE).exists():
             report(f"{directory.path}: {err}; running it again")
     # Bad data or settings fail here, before anything is written.
     stream = build_stream(run.stream_config(), data_root)
@@ -99,8 +99,8 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
         except RunError:
             pass
         remove_orphans(directory.path)
-        directory.file(METRICS).unlink(missing_ok=True)  # a damaged one: rerun from here
-        directory.file(ERROR).unlink(missing_ok=True)  # an earlier attempt's failure
+        directory.file(METRICS_FILE).unlink(missing_ok=True)  # a damaged one: rerun from here
+        directory.file(ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's failure
         return _train(run, directory, stream, device, progress, loggers, report)
 
 
@@ -121,23 +121,23 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
 
 # -- the loop ----------------------------------------------------------------------------------
 def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
-           progress: bool, loggers: Sequence[str], report: Report) -> RunMetrics:
+           progress: bool, loggers: Sequence[str], report: Notify) -> RunMetrics:
     """Train ``run`` with its loggers open, closing them whatever fails; write its results."""
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
     try:
         state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
     except (FloatingPointError, ValueError) as err:
         # The driver reports one line; the traceback stays with the run, for a bug's sake.
-        write_text(directory.file(ERROR), traceback.format_exc())
+        write_text(directory.file(ERROR_FILE), traceback.format_exc())
         raise RunFailed(f"{' '.join(str(err).split())} (traceback in "
-                        f"{directory.file(ERROR)})") from err
+                        f"{directory.file(ERROR_FILE)})") from err
     finally:
         close_loggers(evaluator)
     return _finish(directory, run.method_record.joint, state)
 
 
 def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
-                       progress: bool, report: Report, evaluator: Any) -> checkpoint.Progress:
+                       progress: bool, report: Notify, evaluator: Any) -> checkpoint.Progress:
     """Resume or start the run's strategy and train it on the experiences not done yet,
     checkpointing after each; the accuracy rows, diagnostics and time so far."""
     method = run.method_record
@@ -148,7 +148,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
                               evaluator=evaluator)
 
     strategy, state, resumed = fresh_strategy(), checkpoint.Progress(), False
-    saved = directory.file(PROGRESS)
+    saved = directory.file(PROGRESS_FILE)
     if saved.exists() and method.resumable:
         try:
             state, resumed = checkpoint.load(saved, strategy, device), True
@@ -190,7 +190,7 @@ def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) ->
     metrics = RunMetrics(**summary, n_experiences=acc.shape[1],
                          wall_clock_s=round(state.seconds, 3))
     directory.write_results(acc, joint, metrics, state.diagnostics)
-    directory.file(PROGRESS).unlink(missing_ok=True)
+    directory.file(PROGRESS_FILE).unlink(missing_ok=True)
     return metrics
 
 
@@ -253,12 +253,12 @@ def _diagnose(strategy: Any, test_stream: Any, i: int, directory: RunDirectory
     x = torch.cat([dataset_tensors(e.dataset, strategy.device)[0]
                    for e in test_stream[:i + 1]])
     pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(i))
-    row = {"experience": i, **summarize(generator, x[pick[:_DIAGNOSTIC_IMAGES].to(x.device)])}
+    row = {"experience": i, **diagnose(generator, x[pick[:_DIAGNOSTIC_IMAGES].to(x.device)])}
     _save_samples(generator.sample(64), directory, i)
     # Its own random stream, so that measuring replay does not change what the run does next.
     rng = torch.Generator(strategy.device).manual_seed(i)
     tasks, labels = plugin.replayed_classes(_DIAGNOSTIC_IMAGES, rng)
-    balance = replay_class_balance(tasks, labels, plugin.class_keys)
+    balance = replay_class_balance(tasks, labels, plugin.seen.keys)
     return row | {f"replay_{key}": value for key, value in balance.items()}
 
 

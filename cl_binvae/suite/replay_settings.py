@@ -45,7 +45,11 @@ class GeneratorSettings:
 
     def _check(self) -> None:
         """``ValueError`` for settings that do not make one generator."""
-        PriorConfig(self.prior, self.prior_components)  # checks the name and K
+        self.prior_config(seed=0)  # checks the name and K
+
+    def prior_config(self, seed: int) -> PriorConfig:
+        """The prior these settings name, its codes and fits seeded by ``seed``."""
+        return PriorConfig(self.prior, self.prior_components, seed=seed)
 
     def _name_once(self) -> None:
         # One generator, one name: at r = 0 the standard and the codes prior (every class's
@@ -61,8 +65,7 @@ class GeneratorSettings:
     def vae_config(self, base: VAEConfig, seed: int) -> VAEConfig:
         """``base`` with this run's r and prior; the prior's codes and fits are seeded by the
         run's ``seed``."""
-        prior = PriorConfig(self.prior, self.prior_components, seed=seed)
-        return dataclasses.replace(base, r=self.r, prior=prior)
+        return dataclasses.replace(base, r=self.r, prior=self.prior_config(seed))
 
     def label(self) -> str:
         """The settings in a table row's name, after the method and its r: the prior when it
@@ -95,7 +98,7 @@ class ReplaySettings(GeneratorSettings):
     def _check(self) -> None:
         """``ValueError`` for settings that do not make one replay, before names settle."""
         super()._check()
-        if self.replay_labels == "prior" and self.prior != "codes":
+        if self.replay_labels == "prior" and not self.prior_config(seed=0).conditional:
             raise ValueError("replay labelled by the prior needs --prior codes")
         if self.replay_labels == "prior" and self.r == 0:
             raise ValueError("at r = 0 the codes prior gives every class the same mode, so the "

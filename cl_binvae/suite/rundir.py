@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,15 @@ import numpy as np
 from cl_binvae.suite.atomic import write_json, write_text
 from cl_binvae.suite.run_config import RunConfig
 
-CONFIG = "config.json"
-MATRIX = "accuracy_matrix.csv"
-DIAGNOSTICS = "diagnostics.csv"
-METRICS = "metrics.json"
-PROGRESS = "progress.pt"
-ERROR = "error.txt"
-JOINT_ROW = "joint"  # the accuracy matrix's row label for a method trained on all at once
+CONFIG_FILE = "config.json"
+MATRIX_FILE = "accuracy_matrix.csv"
+DIAGNOSTICS_FILE = "diagnostics.csv"
+METRICS_FILE = "metrics.json"
+PROGRESS_FILE = "progress.pt"
+ERROR_FILE = "error.txt"
+JOINT_ROW = "joint"
+#: Where the suite reports what it finds wrong with run directories (one line each).
+Notify = Callable[[str], None]  # the accuracy matrix's row label for a method trained on all at once
 
 
 def samples_name(experience: int) -> str:
@@ -68,22 +71,22 @@ class RunRecord:
     @classmethod
     def from_json(cls, data: Any) -> RunRecord:
         """Parse and check a ``config.json``; ``RunError`` says what is wrong."""
-        obj = _object(data, CONFIG)
+        obj = _object(data, CONFIG_FILE)
         try:
-            run = RunConfig.from_dict(_get(obj, "run", dict, CONFIG))
+            run = RunConfig.from_dict(_get(obj, "run", dict, CONFIG_FILE))
         except (ValueError, TypeError) as err:
-            raise RunError(f"{CONFIG}: {err}") from None
-        record = cls(run_id=_get(obj, "run_id", str, CONFIG), run=run,
-                     protocol=_get(obj, "protocol", dict, CONFIG),
-                     git_commit=_get(obj, "git_commit", str, CONFIG),
-                     versions=_get(obj, "versions", dict, CONFIG),
-                     device=_get(obj, "device", str, CONFIG))
+            raise RunError(f"{CONFIG_FILE}: {err}") from None
+        record = cls(run_id=_get(obj, "run_id", str, CONFIG_FILE), run=run,
+                     protocol=_get(obj, "protocol", dict, CONFIG_FILE),
+                     git_commit=_get(obj, "git_commit", str, CONFIG_FILE),
+                     versions=_get(obj, "versions", dict, CONFIG_FILE),
+                     device=_get(obj, "device", str, CONFIG_FILE))
         if record.run_id != run.run_id:
             today = json.loads(json.dumps(run.describe()["protocol"], default=str))
             if record.protocol != today:
-                raise RunError(f"{CONFIG}: made under an earlier {run.preset} preset (its "
+                raise RunError(f"{CONFIG_FILE}: made under an earlier {run.preset} preset (its "
                                f"protocol has changed since); rerun it to tabulate it")
-            raise RunError(f"{CONFIG}: run_id {record.run_id} does not match its settings "
+            raise RunError(f"{CONFIG_FILE}: run_id {record.run_id} does not match its settings "
                            f"({run.run_id})")
         return record
 
@@ -107,16 +110,16 @@ class RunMetrics:
     @classmethod
     def from_json(cls, data: Any) -> RunMetrics:
         """Parse and check a ``metrics.json``; ``RunError`` says what is wrong."""
-        obj = _object(data, METRICS)
+        obj = _object(data, METRICS_FILE)
         unknown = set(obj) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise RunError(f"{METRICS}: unknown keys {sorted(unknown)}")
-        n = _get(obj, "n_experiences", int, METRICS)
+            raise RunError(f"{METRICS_FILE}: unknown keys {sorted(unknown)}")
+        n = _get(obj, "n_experiences", int, METRICS_FILE)
         if n < 1:
-            raise RunError(f"{METRICS}: n_experiences is {n}")
-        per_step = _get(obj, "avg_accuracy_per_step", (list, type(None)), METRICS)
+            raise RunError(f"{METRICS_FILE}: n_experiences is {n}")
+        per_step = _get(obj, "avg_accuracy_per_step", (list, type(None)), METRICS_FILE)
         if per_step is not None and (len(per_step) != n or not all(map(_finite, per_step))):
-            raise RunError(f"{METRICS}: avg_accuracy_per_step is not {n} numbers")
+            raise RunError(f"{METRICS_FILE}: avg_accuracy_per_step is not {n} numbers")
         return cls(final_avg_accuracy=_number(obj, "final_avg_accuracy"),
                    avg_forgetting=_number(obj, "avg_forgetting", optional=True),
                    bwt=_number(obj, "bwt", optional=True),
@@ -137,13 +140,13 @@ class RunDirectory:
         return cls(Path(out_root) / run.dir_name)
 
     def file(self, name: str) -> Path:
-        """Path of one of the run's files (``CONFIG``, ``MATRIX``, ...)."""
+        """Path of one of the run's files (``CONFIG_FILE``, ``MATRIX_FILE``, ...)."""
         return self.path / name
 
     # -- writing ---------------------------------------------------------------------------
     def write_record(self, record: RunRecord) -> None:
         """Write ``config.json``."""
-        write_json(self.file(CONFIG), record.to_json())
+        write_json(self.file(CONFIG_FILE), record.to_json())
 
     def write_results(self, matrix: np.ndarray, joint: bool, metrics: RunMetrics,
                       diagnostics: list[dict[str, float]]) -> None:
@@ -152,32 +155,32 @@ class RunDirectory:
         lines = ["after," + ",".join(f"exp_{j}" for j in range(matrix.shape[1]))]
         lines += [f"{label}," + ",".join(f"{v:.6f}" for v in row)
                   for label, row in zip(rows, matrix, strict=True)]
-        write_text(self.file(MATRIX), "\n".join(lines) + "\n")
+        write_text(self.file(MATRIX_FILE), "\n".join(lines) + "\n")
         if diagnostics:
             import pandas as pd  # only generator methods have diagnostics
 
-            write_text(self.file(DIAGNOSTICS), pd.DataFrame(diagnostics).to_csv(index=False))
-        write_json(self.file(METRICS), metrics.to_json())
+            write_text(self.file(DIAGNOSTICS_FILE), pd.DataFrame(diagnostics).to_csv(index=False))
+        write_json(self.file(METRICS_FILE), metrics.to_json())
 
     # -- reading ---------------------------------------------------------------------------
     def read_record(self) -> RunRecord:
         """Parse ``config.json``, or raise ``RunError``."""
-        return RunRecord.from_json(_read_json(self.file(CONFIG)))
+        return RunRecord.from_json(_read_json(self.file(CONFIG_FILE)))
 
     def read_metrics(self) -> RunMetrics:
         """Parse ``metrics.json``, or raise ``RunError`` (``unfinished`` when it is absent)."""
-        if not self.file(METRICS).exists():
-            raise RunError(f"unfinished (no {METRICS})")
-        return RunMetrics.from_json(_read_json(self.file(METRICS)))
+        if not self.file(METRICS_FILE).exists():
+            raise RunError(f"unfinished (no {METRICS_FILE})")
+        return RunMetrics.from_json(_read_json(self.file(METRICS_FILE)))
 
     def read_matrix(self, n_experiences: int, joint: bool) -> np.ndarray:
         """The accuracy matrix: T x T, or 1 x T for a joint run; ``RunError`` otherwise."""
         try:
-            text = self.file(MATRIX).read_text(encoding="utf-8")
+            text = self.file(MATRIX_FILE).read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise RunError(f"{MATRIX} is missing") from None
+            raise RunError(f"{MATRIX_FILE} is missing") from None
         except (OSError, UnicodeDecodeError) as err:
-            raise RunError(f"{MATRIX} is unreadable ({err})") from None
+            raise RunError(f"{MATRIX_FILE} is unreadable ({err})") from None
         lines = text.strip().splitlines()
         header = ["after"] + [f"exp_{j}" for j in range(n_experiences)]
         rows = [JOINT_ROW] if joint else [str(i) for i in range(n_experiences)]
@@ -190,10 +193,10 @@ class RunDirectory:
             values = np.loadtxt(io.StringIO("\n".join(",".join(c[1:]) for c in cells)),
                                 delimiter=",", ndmin=2, dtype=float)
         except ValueError as err:
-            raise RunError(f"{MATRIX} is not a {len(rows)} x {n_experiences} accuracy matrix "
+            raise RunError(f"{MATRIX_FILE} is not a {len(rows)} x {n_experiences} accuracy matrix "
                            f"with rows {rows} ({err})") from None
         if not np.all(np.isfinite(values) & (values >= 0) & (values <= 1)):
-            raise RunError(f"{MATRIX} has entries that are not accuracies in [0, 1]")
+            raise RunError(f"{MATRIX_FILE} has entries that are not accuracies in [0, 1]")
         return values
 
     def read_diagnostics(self) -> Any:
@@ -201,11 +204,11 @@ class RunDirectory:
         import pandas as pd
 
         try:
-            return pd.read_csv(self.file(DIAGNOSTICS)).apply(pd.to_numeric)
+            return pd.read_csv(self.file(DIAGNOSTICS_FILE)).apply(pd.to_numeric)
         except FileNotFoundError:
-            raise RunError(f"{DIAGNOSTICS} is missing") from None
+            raise RunError(f"{DIAGNOSTICS_FILE} is missing") from None
         except (OSError, ValueError, TypeError) as err:  # pandas parse errors: ValueErrors
-            raise RunError(f"{DIAGNOSTICS} is unreadable ({err})") from None
+            raise RunError(f"{DIAGNOSTICS_FILE} is unreadable ({err})") from None
 
     def read_finished(self) -> tuple[RunRecord, RunMetrics, np.ndarray]:
         """Record, metrics and accuracy matrix of a finished run; ``RunError`` saying what is
@@ -215,15 +218,15 @@ class RunDirectory:
         method = record.run.method_record
         matrix = self.read_matrix(metrics.n_experiences, method.joint)
         if method.joint != (metrics.avg_accuracy_per_step is None):
-            raise RunError(f"{METRICS}: avg_accuracy_per_step does not fit a "
+            raise RunError(f"{METRICS_FILE}: avg_accuracy_per_step does not fit a "
                            f"{'joint' if method.joint else 'sequential'} run")
         if not math.isclose(metrics.final_avg_accuracy, float(np.mean(matrix[-1])),
                             abs_tol=1e-5):
-            raise RunError(f"{METRICS}: final_avg_accuracy does not match {MATRIX}")
+            raise RunError(f"{METRICS_FILE}: final_avg_accuracy does not match {MATRIX_FILE}")
         if method.replays:
             frame = self.read_diagnostics()
             if list(frame.get("experience", [])) != list(range(len(matrix))):
-                raise RunError(f"{DIAGNOSTICS} does not have one row per experience")
+                raise RunError(f"{DIAGNOSTICS_FILE} does not have one row per experience")
         return record, metrics, matrix
 
 
@@ -259,10 +262,10 @@ def _finite(value: Any) -> bool:
 
 def _number(obj: dict[str, Any], key: str, optional: bool = False) -> float | None:
     if key not in obj:
-        raise RunError(f"{METRICS}: missing key {key!r}")
+        raise RunError(f"{METRICS_FILE}: missing key {key!r}")
     value = obj[key]
     if optional and value is None:
         return None
     if not _finite(value):
-        raise RunError(f"{METRICS}: {key!r} is {value!r}, not a finite number")
+        raise RunError(f"{METRICS_FILE}: {key!r} is {value!r}, not a finite number")
     return float(value)

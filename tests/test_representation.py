@@ -1,4 +1,4 @@
-"""End-to-end checks of benchmarks/vae.py, run as the command line it is."""
+"""End-to-end checks of benchmarks/representation.py, run as the command line it is."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "vae.py"
+SCRIPT = REPO / "benchmarks" / "representation.py"
 COLUMNS = ["dataset", "arch", "variant", "r", "seed", "epochs", "train_size", "test_size",
            "iw_k", "status", "recon", "kl", "active_units", "collapsed", "sign_imbalance",
            "iw_ll", "probe_acc", "sec_per_epoch"]
