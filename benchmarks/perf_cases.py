@@ -28,11 +28,11 @@ from cl_binvae.model.regularizer import binarized_kl
 from cl_binvae.model.vae import BaseVAE, build_vae
 from cl_binvae.replay.plugin import ReplayConfig
 from cl_binvae.replay.strategy import BinVAEGenerativeReplay
-from cl_binvae.replay.tensor_batches import TensorBatches, dataset_tensors
 from cl_binvae.suite.data import export_torchvision_mnist, load_dataset
 from cl_binvae.suite.presets import protocol_for
 from cl_binvae.suite.solvers import build_solver
 from cl_binvae.suite.streams import Stream, StreamConfig, build_stream
+from cl_binvae.training.tensor_batches import TensorBatches, dataset_tensors
 
 WARMUP_ITERATIONS = 20  # the first experience: just enough to have something to replay
 

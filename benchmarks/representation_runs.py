@@ -31,10 +31,10 @@ from threadpoolctl import threadpool_limits
 
 from cl_binvae.model.diagnostics import diagnose, posterior_moments
 from cl_binvae.model.vae import BaseVAE, VAEConfig, build_vae
-from cl_binvae.replay.tensor_batches import TensorBatches
 from cl_binvae.suite.atomic import atomic_path, write_text
 from cl_binvae.suite.data import load_dataset
 from cl_binvae.suite.presets import protocol_for as preset_protocol
+from cl_binvae.training.tensor_batches import TensorBatches
 
 SHOWCASE_RADII = (0.0, 1.0, 2.0)
 # The generators, batch size and learning rate of the continual-learning paper presets: the

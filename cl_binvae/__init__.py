@@ -3,7 +3,9 @@
 The package's wings, each importing only those before it:
 
 - ``cl_binvae.model``: the binarized KL, the latent priors, the VAE family, diagnostics;
+- ``cl_binvae.training``: training from tensors (minibatches, a tensor-fed Avalanche template);
 - ``cl_binvae.replay``: generative replay for Avalanche (the plugin, its strategy);
+- ``cl_binvae.classifier``: the generative classifier (one VAE per class, by likelihood);
 - ``cl_binvae.suite``: the benchmark machinery (runs, presets, streams, the method registry);
 - ``cl_binvae.methods``: the built-in methods, one file each;
 - ``cl_binvae.report``: tables and figures from run directories.
@@ -19,6 +21,7 @@ import importlib
 from typing import Any
 
 from cl_binvae import methods as _builtins  # noqa: F401 - registers the built-in methods
+from cl_binvae.classifier.config import ClassifierConfig
 from cl_binvae.model.config import PriorConfig, VAEConfig
 from cl_binvae.replay.config import ReplayConfig
 from cl_binvae.suite.config import SolverConfig, StreamConfig
@@ -35,11 +38,14 @@ _HEAVY = {
     "build_vae": "cl_binvae.model.vae",
     "BinVAEReplayPlugin": "cl_binvae.replay.plugin",
     "BinVAEGenerativeReplay": "cl_binvae.replay.strategy",
-    "TensorStrategy": "cl_binvae.replay.strategy",
+    "TensorStrategy": "cl_binvae.training.tensor_strategy",
     "MethodContext": "cl_binvae.suite.context",
+    "GenerativeClassifier": "cl_binvae.classifier.model",
+    "GenerativeClassifierStrategy": "cl_binvae.classifier.strategy",
 }
 
 __all__ = ["METHODS", "BaseVAE", "BinVAEGenerativeReplay", "BinVAEReplayPlugin",
+           "ClassifierConfig", "GenerativeClassifier", "GenerativeClassifierStrategy",
            "GeneratorSettings", "Method", "MethodContext", "PriorConfig", "ReplayConfig",
            "ReplaySettings", "RunConfig", "SolverConfig", "StreamConfig", "TensorStrategy",
            "VAEConfig", "binarized_kl", "build_prior", "build_vae", "flag", "get_method",

@@ -12,5 +12,6 @@ from cl_binvae.methods import avalanche_gr
 from cl_binvae.methods import dgr
 from cl_binvae.methods import binvae_gr
 from cl_binvae.methods import joint
+from cl_binvae.methods import gen_classifier
 
-__all__ = ["avalanche_gr", "binvae_gr", "dgr", "er", "joint", "naive"]
+__all__ = ["avalanche_gr", "binvae_gr", "dgr", "er", "gen_classifier", "joint", "naive"]

@@ -21,22 +21,20 @@ from contextlib import contextmanager
 
 import torch
 
+from cl_binvae.model.likelihood import MAX_DECODES, log_weights
 from cl_binvae.model.regularizer import binarized_kl
 from cl_binvae.model.vae import BaseVAE
 
 BATCH_SIZE = 500
-# Decoder evaluations held at once by the importance-weighted bound: caps its memory at
-# about this many decoded images, whatever k and the batch size are.
-MAX_DECODES = 2_048
 
 
 def posterior_moments(vae: BaseVAE, x: torch.Tensor,
                       batch_size: int = BATCH_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """The posterior's mean and log-variance for every image: two tensors of shape (N, z_dim)."""
-    with _inference(vae):
-        moments = [(mu, logvar) for _, mu, logvar in _encoded(vae, x, batch_size)]
-    mu, logvar = zip(*moments)
-    return torch.cat(mu).cpu(), torch.cat(logvar).cpu()
+    if len(x) == 0:
+        raise ValueError("diagnostics need at least one image, got an empty tensor")
+    mu, logvar = vae.posterior_moments(x, batch_size)
+    return mu.cpu(), logvar.cpu()
 
 
 def reconstruction_error(vae: BaseVAE, x: torch.Tensor,
@@ -191,18 +189,11 @@ def _positive_share(mu: torch.Tensor) -> torch.Tensor:
 
 def _iw_bound(vae: BaseVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
               rng: torch.Generator | None) -> torch.Tensor:
-    """The k-sample bound for one batch, drawing the k samples in chunks of bounded memory."""
-    std = (0.5 * logvar).exp()
+    """The k-sample bound for one batch, drawing the k samples in chunks of bounded memory
+    and reducing all k weights at once (``likelihood.estimate`` streams them instead)."""
     chunk = max(1, MAX_DECODES // len(x))
-    log_weights = []
+    weights = []
     for start in range(0, k, chunk):
-        m = min(chunk, k - start)
-        eps = torch.randn((m, *mu.shape), device=mu.device, generator=rng)
-        z = mu + std * eps
-        outputs = vae.decode(z.flatten(0, 1))
-        log_px_z = -vae.reconstruction_nll(x.expand(m, *x.shape).flatten(0, 1), outputs)
-        # log N(z; mu, std^2) written through eps, which avoids dividing by a tiny std.
-        log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
-        log_p = vae.prior.log_prob(z)
-        log_weights.append(log_px_z.view(m, -1) + log_p - log_q)
-    return torch.logsumexp(torch.cat(log_weights), 0) - math.log(k)
+        eps = torch.randn((min(chunk, k - start), *mu.shape), device=mu.device, generator=rng)
+        weights.append(log_weights(vae, x, mu, logvar, eps))
+    return torch.logsumexp(torch.cat(weights), 0) - math.log(k)

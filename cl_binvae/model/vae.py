@@ -77,12 +77,20 @@ class BaseVAE(nn.Module, abc.ABC):
         return self.to_data(self.decode(self.encode(x)[0]))
 
     def reconstruction_nll(self, x: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-        """-log p(x | z) per sample, in nats (unit-variance Gaussian includes its constant)."""
-        if self.config.likelihood == "bernoulli":
-            nll = F.binary_cross_entropy_with_logits(outputs, x, reduction="none")
-        else:
+        """-log p(x | z) per decoded image, in nats (a unit-variance Gaussian includes its
+        constant): shape (N,) for outputs shaped like the images ``x`` (N, ...), or (m, N)
+        for outputs of m draws per image, (m, N, ...), scored without repeating the images.
+        """
+        draws = outputs.shape[:outputs.ndim - x.ndim]
+        if self.config.likelihood == "gaussian":
             nll = 0.5 * (outputs - x).pow(2) + 0.5 * math.log(2 * math.pi)
-        return nll.flatten(1).sum(1)
+            return nll.flatten(len(draws) + 1).sum(-1)
+        if not draws:
+            nll = F.binary_cross_entropy_with_logits(outputs, x, reduction="none")
+            return nll.flatten(1).sum(1)
+        # BCE(o, x) = softplus(o) - x o: the images enter as one product per draw.
+        flat = outputs.flatten(len(draws) + 1)
+        return F.softplus(flat).sum(-1) - torch.einsum("...nd,nd->...n", flat, x.flatten(1))
 
     def capacity(self) -> float:
         """The current capacity target C in nats (0 for the other variants)."""
@@ -116,6 +124,33 @@ class BaseVAE(nn.Module, abc.ABC):
         if self.training:
             self.train_steps += 1
         return {"loss": total, "recon": recon.mean().detach(), "kl": kl.mean().detach()}
+
+    def posterior_moments(self, x: torch.Tensor, batch_size: int = 500
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and log-variance for every image of ``x``, (N, z_dim) each,
+        on the model's device: ``batch_size`` images at a time, in eval mode without
+        gradients (the model's mode is restored), after ``check_inputs``."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        self.check_inputs(x)
+        device = self.fc_mu.weight.device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                moments = [self.encode(x[i:i + batch_size].to(device))
+                           for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        mu, logvar = zip(*moments, strict=True)
+        return torch.cat(mu), torch.cat(logvar)
+
+    def fit_prior(self, x: torch.Tensor) -> None:
+        """Fit the prior, if it is fitted, to one posterior sample of each image of ``x``."""
+        if not self.prior.needs_fit:
+            return
+        mu, logvar = self.posterior_moments(x)
+        self.prior.fit(mu + (0.5 * logvar).exp() * torch.randn_like(mu))
 
     def check_inputs(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` for a batch this model cannot score: wrong shape, empty, NaN or

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 
 from cl_binvae.model.config import FIT_SAMPLES
-from cl_binvae.model.diagnostics import posterior_moments
 from cl_binvae.model.vae import BaseVAE
-from cl_binvae.replay.tensor_batches import TensorBatches
+from cl_binvae.training.tensor_batches import TensorBatches
 
 #: Generator samples decoded at once outside the training loop.
 SAMPLE_CHUNK = 1_000
@@ -54,5 +53,4 @@ def fit_prior(generator: BaseVAE, x: torch.Tensor, frozen: BaseVAE | None,
     pick = torch.randint(len(x), (FIT_SAMPLES - n_replay,), device=x.device)
     images = [x[pick]] + [frozen.sample(min(SAMPLE_CHUNK, n_replay - i))
                           for i in range(0, n_replay, SAMPLE_CHUNK)]
-    mu, logvar = posterior_moments(generator, torch.cat(images))
-    generator.prior.fit(mu + (0.5 * logvar).exp() * torch.randn_like(mu))
+    generator.fit_prior(torch.cat(images))

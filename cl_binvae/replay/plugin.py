@@ -31,9 +31,9 @@ from torch import nn
 from cl_binvae.model.vae import BaseVAE
 from cl_binvae.replay.config import REPLAY_LABELS, ReplayConfig
 from cl_binvae.replay.generator_training import SAMPLE_CHUNK, fit_prior, train_generator
-from cl_binvae.replay.normalization import Normalization
 from cl_binvae.replay.seen_classes import SeenClasses
-from cl_binvae.replay.tensor_batches import dataset_tensors
+from cl_binvae.training.normalization import Normalization
+from cl_binvae.training.tensor_batches import dataset_tensors
 
 __all__ = ["REPLAY_LABELS", "BinVAEReplayPlugin", "ReplayConfig"]
 

@@ -1,9 +1,5 @@
-"""Avalanche strategies that train for a fixed number of iterations from tensors.
-
-``TensorStrategy`` is Avalanche's ``SupervisedTemplate`` (Naive fine-tuning) with the per-sample
-data loaders replaced by tensor slicing; the lifecycle, plugins and metrics are untouched.
-``BinVAEGenerativeReplay`` bundles a solver, a binarized-VAE generator and the replay plugin.
-"""
+"""``BinVAEGenerativeReplay``: a solver, a binarized-VAE generator and the replay plugin in
+one tensor-fed Avalanche strategy, with the reference protocol's defaults."""
 
 from __future__ import annotations
 
@@ -13,35 +9,11 @@ from typing import Any
 import torch
 from avalanche.core import BasePlugin
 from avalanche.training.plugins.evaluation import default_evaluator
-from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from cl_binvae.model.vae import BaseVAE
 from cl_binvae.replay.plugin import BinVAEReplayPlugin, ReplayConfig
-from cl_binvae.replay.tensor_batches import TensorBatches, dataset_tensors
-
-
-class TensorStrategy(SupervisedTemplate):
-    """``SupervisedTemplate`` fed by :class:`TensorBatches`, with no per-sample collation: each
-    of the ``train_epochs`` epochs runs ``train_iterations`` minibatches (None: one pass).
-
-    A plugin that installs its own loader in ``before_training_exp`` (Avalanche's
-    ``ReplayPlugin``) still does so: the template builds the loader before calling plugins.
-    """
-
-    def __init__(self, *, train_iterations: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.train_iterations = train_iterations
-
-    def make_train_dataloader(self, shuffle: bool = True, **kwargs: Any) -> None:
-        # Read the 'train' view (no .eval()): random transforms are drawn once per experience.
-        tensors = dataset_tensors(self.adapted_dataset, self.device, eval_mode=False)
-        self.dataloader = TensorBatches(tensors, self.train_mb_size,
-                                        iterations=self.train_iterations, shuffle=shuffle)
-
-    def make_eval_dataloader(self, **kwargs: Any) -> None:
-        tensors = dataset_tensors(self.adapted_dataset, self.device)
-        self.dataloader = TensorBatches(tensors, self.eval_mb_size, shuffle=False)
+from cl_binvae.training.tensor_strategy import TensorStrategy
 
 
 class BinVAEGenerativeReplay(TensorStrategy):

@@ -317,18 +317,38 @@ def generator_summary(runs: Sequence[Run], report: Notify) -> pd.DataFrame:
     for method, members in by_method(runs).items():
         if not members[0].config.method_record.replays:
             continue
-        lasts = []
-        for run in members:
-            try:
-                lasts.append(RunDirectory(run.path).read_diagnostics().iloc[-1])
-            except (RunError, IndexError) as err:
-                report(f"{run.path}: no diagnostics to summarize ({err})")
-        if lasts:
-            frame = pd.DataFrame(lasts)
-            rows.append({"method": method, "n": len(lasts),
+        frame = _last_diagnostics(members, report)
+        if len(frame):
+            rows.append({"method": method, "n": len(frame),
                          **{key: frame[key].mean() if key in frame else math.nan
                             for key in GENERATOR_COLUMNS}})
     return pd.DataFrame(rows, columns=["method", "n", *GENERATOR_COLUMNS])
+
+
+def method_diagnostics(runs: Sequence[Run], report: Notify) -> pd.DataFrame:
+    """Per method of one group that diagnoses itself (``Method.diagnose``, such as the
+    generative classifier's accuracy at each S): the mean over seeds of every column of its
+    last diagnostics row, and n."""
+    rows = []
+    for method, members in by_method(runs).items():
+        if members[0].config.method_record.diagnose is None:
+            continue
+        frame = _last_diagnostics(members, report)
+        if len(frame):
+            rows.append({"method": method, "n": len(frame),
+                         **frame.drop(columns="experience", errors="ignore").mean().to_dict()})
+    return pd.DataFrame(rows)
+
+
+def _last_diagnostics(members: Sequence[Run], report: Notify) -> pd.DataFrame:
+    """The last row of each run's ``diagnostics.csv``, one row per run that has one."""
+    lasts = []
+    for run in members:
+        try:
+            lasts.append(RunDirectory(run.path).read_diagnostics().iloc[-1])
+        except (RunError, IndexError) as err:
+            report(f"{run.path}: no diagnostics to summarize ({err})")
+    return pd.DataFrame(lasts)
 
 
 def generator_markdown(summary: pd.DataFrame, title: str) -> str:
@@ -339,6 +359,16 @@ def generator_markdown(summary: pd.DataFrame, title: str) -> str:
     return (f"## {title}: generators after the last experience\n\nMean over the n seeds "
             "of each run's diagnostics.csv on 1,000 test images of all experiences (replay "
             "balance: entropy of the replayed class shares over its maximum).\n\n"
+            f"{body}\n")
+
+
+def method_diagnostics_markdown(summary: pd.DataFrame, title: str) -> str:
+    """The methods' own diagnostics as a Markdown section."""
+    shown = summary.rename(columns={"method": "Method"})
+    body = shown.to_markdown(index=False, tablefmt="pipe", floatfmt=".4f")
+    return (f"## {title}: method diagnostics after the last experience\n\nMean over the n "
+            "seeds of the last row of each run's diagnostics.csv (accuracy_S<k>: average "
+            "accuracy over all experiences scored with the first k importance samples).\n\n"
             f"{body}\n")
 
 
@@ -373,8 +403,9 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
     """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``;
     where a group has binarized runs with twins, ``paired_<group>.csv`` too, and the paired
     differences close the group's Markdown table; where it has generator methods,
-    ``generators_<group>.{md,csv}`` with their diagnostics after the last experience (an
-    earlier one of a group that has no such runs now is removed).
+    ``generators_<group>.{md,csv}`` with their diagnostics after the last experience; where
+    it has methods that diagnose themselves, ``diagnostics_<group>.{md,csv}`` (an earlier
+    file of a group that has no such runs now is removed).
 
     The output depends only on the runs (fixed float format, sorted rows), so re-running on
     the same runs gives byte-identical files. Each file is written atomically.
@@ -387,6 +418,8 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
         paths = [out / f"table_{group.slug}{suffix}" for suffix in (".csv", ".md", ".tex")]
         paired_path = out / f"paired_{group.slug}.csv"
         generator_paths = [out / f"generators_{group.slug}{suffix}" for suffix in (".csv", ".md")]
+        diagnostics_paths = [out / f"diagnostics_{group.slug}{suffix}"
+                             for suffix in (".csv", ".md")]
         paired = paired_differences(members)
         markdown = to_markdown(table, group.title)
         if len(paired):
@@ -398,8 +431,15 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
             paths += generator_paths
             write_text(generator_paths[0], generators.to_csv(index=False, float_format="%.6f"))
             write_text(generator_paths[1], generator_markdown(generators, group.title))
+        diagnostics = method_diagnostics(members, report)
+        if len(diagnostics):
+            paths += diagnostics_paths
+            write_text(diagnostics_paths[0], diagnostics.to_csv(index=False,
+                                                                float_format="%.6f"))
+            write_text(diagnostics_paths[1], method_diagnostics_markdown(diagnostics,
+                                                                         group.title))
         # A group that no longer has such runs must not keep an earlier run set's file.
-        for stale in (paired_path, *generator_paths):
+        for stale in (paired_path, *generator_paths, *diagnostics_paths):
             if stale not in paths and stale.exists():
                 stale.unlink()
                 report(f"removed {stale}: {group.title} has no runs for it now")

@@ -19,13 +19,14 @@ from torch import nn
 from cl_binvae.model.priors import CodesPrior
 from cl_binvae.model.vae import BaseVAE, build_vae
 from cl_binvae.replay.config import ReplayConfig
-from cl_binvae.replay.strategy import BinVAEGenerativeReplay, TensorStrategy
+from cl_binvae.replay.strategy import BinVAEGenerativeReplay
 from cl_binvae.suite.driver_plugins import EpochBudget
 from cl_binvae.suite.presets import Protocol
 from cl_binvae.suite.replay_settings import ReplaySettings
 from cl_binvae.suite.run_config import RunConfig
 from cl_binvae.suite.solvers import build_solver
 from cl_binvae.suite.streams import Stream, build_stream
+from cl_binvae.training.tensor_strategy import TensorStrategy
 
 _PROTOCOL = object()  # "the protocol's iterations" (None already means one pass per epoch)
 

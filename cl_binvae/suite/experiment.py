@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 
 from cl_binvae.model.diagnostics import diagnose, replay_class_balance
 from cl_binvae.replay.plugin import BinVAEReplayPlugin
-from cl_binvae.replay.tensor_batches import dataset_tensors
 from cl_binvae.suite import checkpoint
 from cl_binvae.suite.atomic import atomic_path, remove_orphans, write_text
 from cl_binvae.suite.context import MethodContext, check_fits
@@ -49,6 +48,7 @@ from cl_binvae.suite.rundir import (
     samples_name,
 )
 from cl_binvae.suite.streams import Stream, build_stream
+from cl_binvae.training.tensor_batches import dataset_tensors
 
 _DIAGNOSTIC_IMAGES = 1000
 _LOCK = ".lock"
@@ -169,7 +169,9 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
         state.rows.append(evaluate(strategy, test_stream))
         if method.replays:
             state.diagnostics.append(_diagnose(strategy, test_stream, i, directory))
-        elif method.samples is not None:
+        elif method.diagnose is not None:
+            state.diagnostics.append(method.diagnose(strategy, test_stream, i))
+        if not method.replays and method.samples is not None:
             _save_samples(method.samples(strategy, 64), directory, i)
         state.seconds += time.perf_counter() - start
         if progress:  # joint trains once on everything: its accuracy is on all of them

@@ -21,6 +21,9 @@ directories, tables and figures need to know, and nothing else tells them:
 - ``r_baseline``: the method that is this one at r = 0 (paired differences, r sweeps);
 - ``joint``: it trains once on all experiences together (the upper bound);
 - ``samples``: how to draw images from a generator that is not our plugin's (sample grids);
+- ``diagnose``: ``diagnose(strategy, test_stream, i) -> row`` after each experience i, for a
+  method that is not our replay (which the suite diagnoses itself): the rows of the run's
+  ``diagnostics.csv``;
 - ``rank``: where it sorts in tables (lower first).
 
 Users add their own from a file given to ``benchmarks/run.py --import``::
@@ -66,6 +69,7 @@ class Method:
     r_baseline: str | None = None
     joint: bool = False
     samples: Callable[[Any, int], Any] | None = None
+    diagnose: Callable[[Any, Any, int], dict[str, float]] | None = None
     rank: int = 50
 
     @property
@@ -77,6 +81,11 @@ class Method:
     def replays(self) -> bool:
         """Whether it carries our replay plugin (its settings are ``ReplaySettings``)."""
         return isinstance(self.settings, ReplaySettings)
+
+    @property
+    def diagnosed(self) -> bool:
+        """Whether its runs have a ``diagnostics.csv``: our replay's, or its own ``diagnose``."""
+        return self.replays or self.diagnose is not None
 
     @property
     def takes_r(self) -> bool:
@@ -93,6 +102,7 @@ def register_method(name: str, *, scenarios: tuple[str, ...] = SCENARIOS,
                     pinned: tuple[str, ...] = (), protocol: ProtocolFor | None = None,
                     r_baseline: str | None = None, joint: bool = False,
                     samples: Callable[[Any, int], Any] | None = None,
+                    diagnose: Callable[[Any, Any, int], dict[str, float]] | None = None,
                     rank: int = 50) -> Callable[[Builder], Builder]:
     """Decorator: register ``build(ctx) -> strategy`` as method ``name`` (see the module doc).
 
@@ -130,7 +140,7 @@ def register_method(name: str, *, scenarios: tuple[str, ...] = SCENARIOS,
         doc = (build.__doc__ or "").strip().splitlines()
         METHODS[name] = Method(name, build, doc[0] if doc else name, tuple(scenarios),
                                resumable, settings, tuple(pinned), protocol, r_baseline,
-                               joint, samples, rank)
+                               joint, samples, diagnose, rank)
         return build
 
     return decorator

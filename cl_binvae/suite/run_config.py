@@ -91,18 +91,30 @@ class RunConfig:
     def _name_once(self, method: Method) -> None:
         """One protocol, one name (and one run id): ``quick`` is ``paper`` cut to its
         iterations; a ``cpu`` preset equal to ``paper`` is ``paper``; the stream's default
-        number of experiences is no change of it."""
+        number of experiences is no change of it; settings that can set a protocol's value
+        name it only where it is not the preset's (their ``named_under(protocol)``)."""
         if self.preset == "quick":
             object.__setattr__(self, "preset", "paper")
             object.__setattr__(self, "iterations", QUICK_ITERATIONS)
-        if self.preset == "cpu" and self._protocol("cpu", None) == self._protocol("paper", None):
+        self._name_settings()
+        if self.preset == "cpu" and self._configured("cpu") == self._configured("paper"):
             object.__setattr__(self, "preset", "paper")
+            self._name_settings()
         if self.n_experiences == StreamConfig(self.stream).experiences:
             object.__setattr__(self, "n_experiences", None)
+
+    def _name_settings(self) -> None:
+        if hasattr(self.settings, "named_under"):
+            protocol = self._protocol(self.preset, self.iterations)
+            object.__setattr__(self, "settings", self.settings.named_under(protocol))
 
     def _protocol(self, preset: str, iterations: int | None) -> Any:
         table = self.method_record.protocol or shared_protocol
         return protocol_for(preset, self.stream, iterations, table)
+
+    def _configured(self, preset: str) -> Any:
+        """The uncut protocol of ``preset`` as this run's settings configure it."""
+        return self._protocol(preset, None).configured(self.settings, self.seed)
 
     # -- reading and writing -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -223,7 +223,7 @@ class RunDirectory:
         if not math.isclose(metrics.final_avg_accuracy, float(np.mean(matrix[-1])),
                             abs_tol=1e-5):
             raise RunError(f"{METRICS_FILE}: final_avg_accuracy does not match {MATRIX_FILE}")
-        if method.replays:
+        if method.diagnosed:
             frame = self.read_diagnostics()
             if list(frame.get("experience", [])) != list(range(len(matrix))):
                 raise RunError(f"{DIAGNOSTICS_FILE} does not have one row per experience")

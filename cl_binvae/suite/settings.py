@@ -66,10 +66,12 @@ def flags_of(settings: Any, pinned: Sequence[str] = ()) -> tuple[Flag, ...]:
         if "help" not in field.metadata:
             raise TypeError(f"settings field {field.name!r} of {type(settings).__name__} is "
                             "not declared with flag(default, help)")
-        if hints[field.name] not in _KINDS:
+        kinds = [k for k in typing.get_args(hints[field.name]) or (hints[field.name],)
+                 if k is not type(None)]  # an optional field: unset is None
+        if len(kinds) != 1 or kinds[0] not in _KINDS:
             raise TypeError(f"settings field {field.name!r} is {hints[field.name]}; a flag "
                             f"carries one of {', '.join(k.__name__ for k in _KINDS)}")
-        flags.append(Flag(field.name, hints[field.name], field.metadata["help"],
+        flags.append(Flag(field.name, kinds[0], field.metadata["help"],
                           field.metadata["choices"]))
     return tuple(flags)
 

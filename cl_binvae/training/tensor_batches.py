@@ -2,7 +2,8 @@
 
 Avalanche's loaders fetch and collate every sample one by one, which costs more than a small
 MLP's forward and backward pass. Here an experience's dataset is read out once into tensors
-(on the training device when it fits) and minibatches are slices of a shuffled index.
+(on the training device when it fits) and minibatches are slices of a shuffled index
+(``TensorBatches``), or of one shuffled index per class (``ClassBatches``).
 """
 
 from __future__ import annotations
@@ -84,3 +85,25 @@ class TensorBatches:
         if not self.shuffle:
             return torch.arange(self.n)
         return torch.randperm(self.n, generator=self.rng)
+
+
+class ClassBatches:
+    """Minibatches of ``tensors`` (x, y, t, ...) holding ``batch_size`` rows of every class:
+    a class is a distinct row of ``labels`` (say, the (task, label) pairs), and each draws its
+    rows as its own ``TensorBatches`` would, ``iterations`` times, reshuffled after each pass.
+    """
+
+    def __init__(self, tensors: Batch, labels: torch.Tensor, batch_size: int, *,
+                 iterations: int, rng: torch.Generator | None = None) -> None:
+        classes, inverse = labels.unique(dim=0, return_inverse=True)
+        self.per_class = [TensorBatches([t[inverse == k] for t in tensors], batch_size,
+                                        iterations=iterations, rng=rng)
+                          for k in range(len(classes))]
+        self.iterations = iterations
+
+    def __len__(self) -> int:
+        return self.iterations
+
+    def __iter__(self) -> Iterator[Batch]:
+        for parts in zip(*self.per_class, strict=True):
+            yield [torch.cat(column) for column in zip(*parts, strict=True)]
