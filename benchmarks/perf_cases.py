@@ -1,6 +1,8 @@
 """The timed cases of ``benchmarks/perf.py``: one generative-replay experience done four ways
-on the same models (see that script for what each measures). Each case returns the seconds
-its timed experience took; CUDA work is synchronized before the clock is read.
+on the same models, the generative classifier's scoring, and a plain matrix multiply as the
+reference rate (see that script for what each measures). Each case returns the seconds its
+timed work took; CUDA work is synchronized before the clock is read. ``flops`` counts the
+floating-point operations of matrix multiplies and convolutions that a piece of work does.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from avalanche.training.plugins import EvaluationPlugin, GenerativeReplayPlugin
 from avalanche.training.plugins.evaluation import default_evaluator
 from avalanche.training.supervised.strategy_wrappers import get_default_vae_logger
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from cl_binvae.classifier.model import SAMPLE_CHUNK, SCORE_BATCH
+from cl_binvae.methods.gen_classifier import protocol as classifier_protocol
+from cl_binvae.model.likelihood import log_likelihood
 from cl_binvae.model.regularizer import binarized_kl
 from cl_binvae.model.vae import BaseVAE, build_vae
 from cl_binvae.replay.plugin import ReplayConfig
@@ -76,8 +82,9 @@ def plain_loop(stream: Stream, iterations: int, r: float, device: str) -> float:
     return time.perf_counter() - start
 
 
-def ours(stream: Stream, iterations: int, r: float, device: str) -> float:
-    """(b) Seconds for the second experience with BinVAEGenerativeReplay."""
+def ours(stream: Stream, iterations: int, r: float, device: str, timed: bool = True) -> float:
+    """(b) Seconds for the second experience with BinVAEGenerativeReplay (``timed=False``:
+    only the short first experience, to tell its work apart)."""
     solver, vae = models(stream, r, device)
     strategy = BinVAEGenerativeReplay(
         model=solver, optimizer=torch.optim.Adam(solver.parameters(), 1e-3), generator=vae,
@@ -85,6 +92,8 @@ def ours(stream: Stream, iterations: int, r: float, device: str) -> float:
         train_iterations=WARMUP_ITERATIONS, device=device,
         evaluator=EvaluationPlugin(loggers=[]))
     strategy.train(stream.benchmark.train_stream[0])
+    if not timed:
+        return 0.0
     strategy.train_iterations = iterations
     strategy.replay_plugin.config = dataclasses.replace(strategy.replay_plugin.config,
                                                       generator_iterations=iterations)
@@ -152,6 +161,60 @@ def avalanche_as_users_run_it(stream: Stream, iterations: int, r: float, device:
         classic = SplitMNIST(n_experiences=5, fixed_class_order=list(range(10)),
                              dataset_root=root)
         return avalanche(stream, iterations, r, device, classic.train_stream, defaults=True)
+
+
+def scoring(stream: Stream, images: int, samples: int, device: str) -> float:
+    """(d) Seconds to score ``images`` test images under one class's VAE of the generative
+    classifier's split-MNIST protocol with ``samples`` importance samples, in the
+    classifier's fixed layout."""
+    vae, x = _scoring_setup(stream, images, device)
+    return _timed(lambda: _score(vae, x, samples), device)
+
+
+def scoring_flops(stream: Stream, device: str) -> float:
+    """Matrix-multiply FLOPs of case (d) per image and sample (counted on 50 x 128)."""
+    vae, x = _scoring_setup(stream, SCORE_BATCH, device)
+    return flops(lambda: _score(vae, x, SAMPLE_CHUNK)) / (SCORE_BATCH * SAMPLE_CHUNK)
+
+
+def replay_flops(stream: Stream, r: float, device: str, iterations: int = 10) -> float:
+    """Matrix-multiply FLOPs of case (b) per iteration (counted on ``iterations``, less the
+    short first experience)."""
+    total = flops(lambda: ours(stream, iterations, r, device))
+    return (total - flops(lambda: ours(stream, 0, r, device, timed=False))) / iterations
+
+
+def flops(fn) -> int:
+    """The FLOPs of the matrix multiplies and convolutions ``fn`` runs (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul(m: int, k: int, n: int, device: str, seconds: float = 1.0) -> float:
+    """FLOPs per second of a plain float32 (m x k) @ (k x n) multiply, repeated for about
+    ``seconds``: the rate this machine reaches on the work the cases are made of."""
+    a = torch.randn(m, k, device=device)
+    b = torch.randn(k, n, device=device)
+    a @ b  # warm up
+    reps, elapsed = 0, 0.0
+    while elapsed < seconds:
+        elapsed += _timed(lambda: a @ b, device)
+        reps += 1
+    return 2 * m * k * n * reps / elapsed
+
+
+def _scoring_setup(stream: Stream, images: int, device: str) -> tuple[BaseVAE, torch.Tensor]:
+    torch.manual_seed(0)
+    vae = build_vae(stream.input_shape, classifier_protocol("paper", "split_mnist").vae)
+    x, _, _ = dataset_tensors(stream.benchmark.test_stream[0].dataset, device)
+    return vae.to(device).eval(), x[:images]
+
+
+def _score(vae: BaseVAE, x: torch.Tensor, samples: int) -> torch.Tensor:
+    return log_likelihood(vae, x, samples, batch_size=SCORE_BATCH,
+                          max_decodes=SCORE_BATCH * SAMPLE_CHUNK,
+                          rng=torch.Generator(x.device).manual_seed(0))
 
 
 def _timed(fn, device: str) -> float:
