@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from cl_binvae.model import diagnostics
+from cl_binvae.model.config import PriorConfig
 from cl_binvae.model.diagnostics import (
     active_units,
     collapsed_dimensions,
@@ -35,7 +36,8 @@ def x(mnist: ArrayDataset) -> torch.Tensor:
 
 def _vae(r: float, z_dim: int = 4, seed: int = 0) -> MLPVAE:
     torch.manual_seed(seed)
-    return MLPVAE(SHAPE, VAEConfig(r=r, z_dim=z_dim, hidden=(32,)))
+    return MLPVAE(SHAPE, VAEConfig(r=r, z_dim=z_dim, hidden=(32,),
+                                   prior=PriorConfig("mixture")))
 
 
 def _set_posterior(vae: BaseVAE, dim: int, *, mu: float = 0.0, logvar: float = 0.0,
@@ -115,7 +117,8 @@ def test_results_do_not_depend_on_the_batch_size(x):
 
 
 def test_training_mode_and_schedule_are_restored(x):
-    vae = MLPVAE(SHAPE, VAEConfig(variant="capacity", beta=4.0, z_dim=4, hidden=(32,)))
+    vae = MLPVAE(SHAPE, VAEConfig(variant="capacity", beta=4.0, z_dim=4, hidden=(32,),
+                                  prior=PriorConfig("mixture")))
     vae.train()
     diagnose(vae, x, k=2)
     assert vae.training and int(vae.train_steps) == 0

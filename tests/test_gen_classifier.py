@@ -22,7 +22,7 @@ from cl_binvae.suite.streams import build_stream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_VAE = VAEConfig(hidden=(32,), z_dim=3)
+TINY_VAE = VAEConfig(hidden=(32,), z_dim=3, prior=PriorConfig("mixture"))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,8 @@ def test_importance_sampled_likelihood_matches_a_brute_force_integral():
     """On a VAE with two latents, log p(x) by importance sampling agrees with the integral
     of p(x|z) p(z) over a fine grid of z."""
     torch.manual_seed(0)
-    vae = build_vae((1, 3, 3), VAEConfig(hidden=(8,), z_dim=2)).eval()
+    vae = build_vae((1, 3, 3), VAEConfig(hidden=(8,), z_dim=2, prior=PriorConfig("mixture")))
+    vae.eval()
     x = torch.bernoulli(torch.full((4, 1, 3, 3), 0.4))
     grid = torch.linspace(-7, 7, 401)
     z = torch.cartesian_prod(grid, grid)

@@ -45,6 +45,7 @@ def write_run(
     """Write a finished run folder with the given numbers, as benchmarks/run.py would."""
     replays = get_method(strategy).replays
     common = {key: settings.pop(key) for key in ("preset", "stream") if key in settings}
+    settings.setdefault("prior", "mixture")  # the prior of the runs these tables model
     run = RunConfig(strategy=strategy, seed=seed, scenario=scenario, iterations=iterations,
                     settings=ReplaySettings(r=r, distill=distill, **settings) if replays
                     else None, **common)

@@ -204,13 +204,14 @@ def test_run_settings_name_one_protocol_once():
     def replay(strategy: str, **settings) -> RunConfig:
         return RunConfig(strategy=strategy, settings=ReplaySettings(**settings))
 
-    plain = replay("dgr")
+    plain = replay("dgr", prior="mixture")
+    assert replay("dgr").method == "dgr prior=fitted20"  # the default is the fitted prior
     for prior in ("standard", "codes"):
         assert replay("dgr", prior=prior).run_id == plain.run_id
     assert replay("binvae_gr", r=1).run_id == replay("binvae_gr", r=1.0).run_id
     assert replay("binvae_gr", r=1, prior="codes").method == "binvae_gr r=1 prior=codes"
     assert replay("binvae_gr", r=1, prior="codes").r_zero_twin() == plain
     assert RunConfig(strategy="dgr", preset="quick") == RunConfig(strategy="dgr", iterations=300)
-    assert RunConfig(strategy="dgr", n_experiences=5) == plain
+    assert RunConfig(strategy="dgr", n_experiences=5) == RunConfig(strategy="dgr")
     assert RunConfig(strategy="dgr", stream="permuted_mnist", n_experiences=10) == \
         RunConfig(strategy="dgr", stream="permuted_mnist")

@@ -348,3 +348,27 @@ def test_generator_of_the_wrong_shape_is_refused_before_training(streams):
         BinVAEReplayPlugin(model)
     with pytest.raises(ValueError, match="class-conditional prior"):
         BinVAEReplayPlugin(build_vae((1, 28, 28), TINY_VAE), ReplayConfig(replay_labels="prior"))
+
+
+def test_a_generator_built_without_a_prior_replays_from_the_fitted_prior(streams):
+    """The default is the configuration the tables recommend: a plugin built around
+    ``build_vae(shape, VAEConfig(...))`` with no prior samples replay from a fitted mixture."""
+    from cl_binvae.model.priors import FittedPrior
+
+    stream = streams["class"]
+    generator = build_vae(stream.input_shape, VAEConfig(r=1.0, z_dim=8, hidden=(64,)))
+    plugin = BinVAEReplayPlugin(generator, ReplayConfig(generator_iterations=15))
+    assert isinstance(generator.prior, FittedPrior)
+    model = build_solver(stream.input_shape, stream.n_outputs, 1, TINY_SOLVER)
+    strategy = BinVAEGenerativeReplay(model=model, optimizer=torch.optim.Adam(model.parameters()),
+                                      generator=generator, train_mb_size=32, train_iterations=15,
+                                      evaluator=None)
+    strategy.replay_plugin = strategy.plugins[0] = plugin
+    strategy.train(stream.benchmark.train_stream[0])
+    frozen = plugin.frozen_generator.prior
+    assert isinstance(frozen, FittedPrior) and int(frozen.fits) == 1
+    z, _ = frozen.sample(4000, rng=torch.Generator().manual_seed(0))
+    # Replay draws from the mixture fitted to the latents, not from N(0, I).
+    assert torch.allclose(z.mean(0), (frozen.log_weights.exp()[:, None] * frozen.means).sum(0),
+                          atol=0.1)
+    assert not torch.allclose(z.mean(0), torch.zeros(8), atol=0.1)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from cl_binvae.model.config import PriorConfig
 from cl_binvae.model.vae import MLPVAE, ConvVAE, VAEConfig, build_vae
 from cl_binvae.suite.data import ArrayDataset
 from cl_binvae.suite.streams import images_to_tensor
@@ -100,7 +101,8 @@ def test_other_variants_have_no_capacity(mnist_x):
 @pytest.mark.parametrize("arch, shape", [("mlp", (1, 12, 12)), ("mlp", (3, 8, 8)),
                                          ("conv", (3, 32, 32)), ("conv", (1, 16, 24))])
 def test_shapes_come_from_the_data(arch, shape):
-    config = VAEConfig(arch=arch, z_dim=8, hidden=(32,), channels=(4, 8, 8))
+    config = VAEConfig(arch=arch, z_dim=8, hidden=(32,), channels=(4, 8, 8),
+                       prior=PriorConfig("mixture"))  # samples before any fit
     vae = build_vae(shape, config)
     x = torch.rand(5, *shape)
     outputs, mu, logvar = vae(x)

@@ -25,9 +25,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cl_binvae.model.config import PriorConfig, VAEConfig
+from cl_binvae.model.config import PRIOR_NAMES, PriorConfig, VAEConfig
 from cl_binvae.suite.registry import register_method
-from cl_binvae.suite.replay_settings import GeneratorSettings
+from cl_binvae.suite.replay_settings import PRIOR_HELP, GeneratorSettings
 from cl_binvae.suite.settings import flag
 
 if TYPE_CHECKING:
@@ -46,7 +46,10 @@ MAX_SAMPLES = 1_000_000
 @dataclass(frozen=True)
 class ClassifierSettings(GeneratorSettings):
     """r and the prior of every class's VAE (one VAE per class: no class codes), and the
-    importance samples S that score an image under a class (None: the preset's)."""
+    importance samples S that score an image under a class (None: the preset's). The
+    defaults are the anchor's: r = 0 under N(0, I)."""
+
+    prior: str = flag("mixture", PRIOR_HELP, choices=PRIOR_NAMES)
 
     importance_samples: int | None = flag(None, "importance samples S per image and class "
                                           "(the paper preset's is 10,000; the cpu preset's "

@@ -25,16 +25,18 @@ from cl_binvae.model.config import (
 from cl_binvae.replay.config import REPLAY_LABELS
 from cl_binvae.suite.settings import changed_fields, check_types, flag
 
+PRIOR_HELP = ("the latent prior: fitted (a Gaussian mixture fitted to the latents after each "
+              "experience: the best replay in every table of results/), mixture (fair-sign "
+              "0.5 N(r,1) + 0.5 N(-r,1), the paper-literal choice), standard (N(0, I)), codes "
+              "(a binary code per class)")
+
 
 @dataclass(frozen=True)
 class GeneratorSettings:
     """The binarization radius of KL_r and the latent prior of a run's VAEs."""
 
     r: float = flag(0.0, "binarization radius r >= 0 of KL_r")
-    prior: str = flag("mixture", "the latent prior: mixture (fair-sign 0.5 N(r,1) + 0.5 "
-                      "N(-r,1), the paper-literal choice), standard (N(0, I)), fitted (a "
-                      "Gaussian mixture fitted to the latents after each experience), codes "
-                      "(a binary code per class)", choices=PRIOR_NAMES)
+    prior: str = flag("fitted", PRIOR_HELP, choices=PRIOR_NAMES)
     prior_components: int = flag(DEFAULT_COMPONENTS, "components K of the fitted prior")
 
     def __post_init__(self) -> None:
