@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 import torch
 
@@ -40,7 +39,7 @@ def posterior_moments(vae: BaseVAE, x: torch.Tensor,
 def reconstruction_error(vae: BaseVAE, x: torch.Tensor,
                          batch_size: int = BATCH_SIZE) -> torch.Tensor:
     """-log p(x | z = mu) per image in nats, shape (N,): the decoder fed the posterior mean."""
-    with _inference(vae):
+    with vae.inference():
         return torch.cat([_reconstruction(vae, xb, mu)
                           for xb, mu, _ in _encoded(vae, x, batch_size)]).cpu()
 
@@ -86,7 +85,7 @@ def iw_log_likelihood(vae: BaseVAE, x: torch.Tensor, k: int = 100,
     """
     if k < 1:
         raise ValueError(f"the number of importance samples k must be >= 1, got {k}")
-    with _inference(vae):
+    with vae.inference():
         return torch.cat([_iw_bound(vae, xb, mu, logvar, k, rng)
                           for xb, mu, logvar in _encoded(vae, x, batch_size)]).cpu()
 
@@ -101,7 +100,7 @@ def diagnose(vae: BaseVAE, x: torch.Tensor, k: int = 50, threshold: float = 0.01
     ``iw_ll`` (the k-sample bound).
     """
     mus, logvars, recons, bounds = [], [], [], []
-    with _inference(vae):
+    with vae.inference():
         for xb, mu, logvar in _encoded(vae, x, batch_size):
             mus.append(mu)
             logvars.append(logvar)
@@ -143,18 +142,6 @@ def replay_class_balance(tasks: torch.Tensor, labels: torch.Tensor,
 
 
 # -- shared steps ------------------------------------------------------------------------------
-@contextmanager
-def _inference(vae: BaseVAE) -> Iterator[None]:
-    """Eval mode (posterior mean, BatchNorm running stats) without gradients, then restore."""
-    was_training = vae.training
-    vae.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        vae.train(was_training)
-
-
 def _encoded(vae: BaseVAE, x: torch.Tensor,
              batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield (images, mu, logvar) batch by batch, on the model's device, after checking ``x``."""

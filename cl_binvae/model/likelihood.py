@@ -73,22 +73,17 @@ def log_likelihood(vae: BaseVAE, x: torch.Tensor, samples: int | Sequence[int],
                    batch_size: int = 500, rng: torch.Generator | None = None,
                    max_decodes: int = MAX_DECODES) -> torch.Tensor:
     """The estimate of log p(x) for every image of ``x`` at each S of ``samples``: shape
-    (len(samples), N), on the CPU. Images go ``batch_size`` at a time through the model
-    (eval mode, no gradients; its mode is restored), after ``vae.check_inputs``."""
+    (len(samples), N), on the CPU. Images go ``batch_size`` at a time through the model,
+    in ``vae.inference()``, after ``vae.check_inputs``."""
     check_samples(samples)
     if len(x) == 0:
         raise ValueError("the log-likelihood needs at least one image, got an empty tensor")
     vae.check_inputs(x)
     device = vae.fc_mu.weight.device
-    was_training = vae.training
-    vae.eval()
-    try:
-        with torch.no_grad():
-            parts = []
-            for start in range(0, len(x), batch_size):
-                xb = x[start:start + batch_size].to(device)
-                mu, logvar = vae.encode(xb)
-                parts.append(estimate(vae, xb, mu, logvar, samples, rng, max_decodes).cpu())
-    finally:
-        vae.train(was_training)
+    parts = []
+    with vae.inference():
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size].to(device)
+            mu, logvar = vae.encode(xb)
+            parts.append(estimate(vae, xb, mu, logvar, samples, rng, max_decodes).cpu())
     return torch.cat(parts, 1)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import abc
 import itertools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -125,23 +127,30 @@ class BaseVAE(nn.Module, abc.ABC):
             self.train_steps += 1
         return {"loss": total, "recon": recon.mean().detach(), "kl": kl.mean().detach()}
 
-    def posterior_moments(self, x: torch.Tensor, batch_size: int = 500
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior's mean and log-variance for every image of ``x``, (N, z_dim) each,
-        on the model's device: ``batch_size`` images at a time, in eval mode without
-        gradients (the model's mode is restored), after ``check_inputs``."""
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be > 0, got {batch_size}")
-        self.check_inputs(x)
-        device = self.fc_mu.weight.device
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """Eval mode (posterior mean, batch norm's running statistics) without gradients
+        while the body runs; the model's mode is restored after."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                moments = [self.encode(x[i:i + batch_size].to(device))
-                           for i in range(0, len(x), batch_size)]
+                yield
         finally:
             self.train(was_training)
+
+    def posterior_moments(self, x: torch.Tensor, batch_size: int = 500
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and log-variance for every image of ``x``, (N, z_dim) each,
+        on the model's device: ``batch_size`` images at a time, in ``inference``, after
+        ``check_inputs``."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        self.check_inputs(x)
+        device = self.fc_mu.weight.device
+        with self.inference():
+            moments = [self.encode(x[i:i + batch_size].to(device))
+                       for i in range(0, len(x), batch_size)]
         mu, logvar = zip(*moments, strict=True)
         return torch.cat(mu), torch.cat(logvar)
 
