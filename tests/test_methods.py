@@ -261,3 +261,19 @@ def test_running_a_run_again_removes_the_last_attempts_error(driver, tmp_path, d
     (run / "error.txt").write_text("Traceback (most recent call last): ...")
     assert driver.main(args) == 0
     assert (run / "metrics.json").exists() and not (run / "error.txt").exists()
+
+
+def test_a_users_flags_are_in_help_and_bad_values_are_one_line(cli, tmp_path):
+    """examples/si_replay.py declares --si-lambda: the driver lists it, with the method that
+    takes it, and refuses a bad value in one line before anything runs."""
+    helped = cli("run", "--import", "examples/si_replay.py", "--help", cwd=REPO)
+    assert helped.returncode == 0 and "--si-lambda" in helped.stdout
+    assert "(si_replay; default: 1)" in " ".join(helped.stdout.split())
+    out = tmp_path / "runs"
+    bad = cli("run", *TINY, "--import", "examples/si_replay.py", "--strategy", "si_replay",
+              "--si-lambda", "-1", "--out", str(out), cwd=REPO)
+    assert bad.returncode == 2 and not out.exists()
+    assert bad.stderr.strip() == ("run.py: error: si_replay (r = 0, prior fitted): "
+                                  "--si-lambda must be > 0, got -1.0")
+    untaken = cli("run", *TINY, "--si-lambda", "2", "--out", str(out), cwd=REPO)
+    assert untaken.returncode == 2 and "--si-lambda" in untaken.stderr
