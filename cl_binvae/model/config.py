@@ -14,6 +14,8 @@ VARIANTS = ("vae", "beta", "capacity")
 LIKELIHOODS = ("bernoulli", "gaussian")
 ARCHITECTURES = ("mlp", "conv")
 PRIOR_NAMES = ("mixture", "standard", "fitted", "codes")
+#: The prior replay samples from unless told otherwise (see ``PriorConfig``).
+DEFAULT_PRIOR = "fitted"
 #: Priors whose latents depend on the class (their KL needs the class of every image).
 CONDITIONAL_PRIORS = ("codes",)
 #: Latents a fitted prior is fitted to after each experience, and the most components it takes
@@ -49,7 +51,7 @@ class PriorConfig:
     0.5 N(r, 1) + 0.5 N(-r, 1), is the paper-literal choice. A fitted prior samples only after
     its first fit (the replay plugin fits it after each experience; ``BaseVAE.fit_prior``)."""
 
-    name: str = "fitted"
+    name: str = DEFAULT_PRIOR
     components: int = DEFAULT_COMPONENTS
     seed: int = 0
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from cl_binvae.model.config import (
     DEFAULT_COMPONENTS,
+    DEFAULT_PRIOR,
     PRIOR_NAMES,
     PriorConfig,
     VAEConfig,
@@ -36,7 +37,7 @@ class GeneratorSettings:
     """The binarization radius of KL_r and the latent prior of a run's VAEs."""
 
     r: float = flag(0.0, "binarization radius r >= 0 of KL_r")
-    prior: str = flag("fitted", PRIOR_HELP, choices=PRIOR_NAMES)
+    prior: str = flag(DEFAULT_PRIOR, PRIOR_HELP, choices=PRIOR_NAMES)
     prior_components: int = flag(DEFAULT_COMPONENTS, "components K of the fitted prior")
 
     def __post_init__(self) -> None:
