@@ -55,7 +55,7 @@ class RunConfig:
         method = get_method(self.strategy)
         self._settle(method)
         self._validate(method)
-        self._name_once(method)
+        self._name_once()
 
     def _settle(self, method: Method) -> None:
         """Take the method's default settings when none are given; ``ValueError`` for
@@ -88,7 +88,7 @@ class RunConfig:
             raise ValueError(f"iterations must be > 0, got {self.iterations}")
         self._protocol(self.preset, self.iterations)  # validates the preset and the cut
 
-    def _name_once(self, method: Method) -> None:
+    def _name_once(self) -> None:
         """One protocol, one name (and one run id): ``quick`` is ``paper`` cut to its
         iterations; a ``cpu`` preset equal to ``paper`` is ``paper``; the stream's default
         number of experiences is no change of it; settings that can set a protocol's value
