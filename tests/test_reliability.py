@@ -111,7 +111,8 @@ def test_tables_skip_damaged_runs_and_draw_around_a_truncated_png(tables, finish
     assert "samples_exp0.png is unreadable" in err
     assert "text_in_diagnostics: diagnostics.csv is unreadable" in err
     assert "older_preset: config.json: made under an earlier paper preset" in err
-    assert (tmp_path / "out" / "figures" / "split_mnist_class_paper_it6_T2_samples.png").exists()
+    figures = tmp_path / "out" / "figures"
+    assert (figures / "split_mnist_class_paper_it6_T2_samples_fitted.png").exists()
 
 
 def test_a_write_killed_midway_keeps_the_previous_file(tmp_path):

@@ -130,9 +130,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> RunConfig:
-        """The run that ``to_dict`` (a ``config.json``) records; common fields and settings
-        it lacks take their defaults. ``ValueError`` for unknown or invalid settings,
-        ``TypeError`` for something that is not a dict."""
+        """The run that ``to_dict`` (a ``config.json``) records; common fields it lacks take
+        their defaults, our replay's settings it lacks their ``REPLAY_RECORD`` values (a
+        record written before they existed), a method's other settings their defaults.
+        ``ValueError`` for unknown or invalid settings, ``TypeError`` for a non-dict."""
         if not isinstance(record, dict):
             raise TypeError(f"a run's settings must be a JSON object, got {record!r}")
         common = {key: record[key] for key in _COMMON if key in record}
@@ -150,8 +151,11 @@ class RunConfig:
                                  f"not {method.name}")
         settings = None
         if method.settings is not None:
-            settings = dataclasses.replace(method.settings,
-                                           **{k: v for k, v in rest.items() if k in fields})
+            # A setting the record lacks was not a choice when it was written: the run had
+            # the value every run had then, not today's default.
+            recorded = {key: value for key, value in REPLAY_RECORD.items() if key in fields}
+            settings = dataclasses.replace(method.settings, **{
+                **recorded, **{k: v for k, v in rest.items() if k in fields}})
         return cls(**common, settings=settings)
 
     # -- what the run is -----------------------------------------------------------------------
