@@ -53,8 +53,8 @@ def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
         cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings(), pinned=("radius",))
     with pytest.raises(TypeError, match="frozen dataclass instance"):
         cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings)
-    with pytest.raises(ValueError, match="registered: naive, er, avalanche_gr, dgr, binvae_gr, "
-                                         "joint"):
+    with pytest.raises(ValueError, match="registered: naive, ewc, si, lwf, er, avalanche_gr, "
+                                         "dgr, binvae_gr, joint"):
         get_method("icarl")
 
 

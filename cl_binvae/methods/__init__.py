@@ -5,8 +5,13 @@ settings and their flags, its own protocol). Adding a method is adding one file:
 is then imported here; a user's file is given to ``benchmarks/run.py --import``.
 """
 
-# In the order of --help and of the registry: bounds and baselines, then our replay.
+# In the order of --help and of the registry: fine-tuning, regularization and rehearsal
+# baselines, generative replay (Avalanche's, then ours), the upper bound, then the generative
+# classifier.
 from cl_binvae.methods import naive  # noqa: I001 - registration order, not alphabetical
+from cl_binvae.methods import ewc
+from cl_binvae.methods import si
+from cl_binvae.methods import lwf
 from cl_binvae.methods import er
 from cl_binvae.methods import avalanche_gr
 from cl_binvae.methods import dgr
@@ -14,4 +19,5 @@ from cl_binvae.methods import binvae_gr
 from cl_binvae.methods import joint
 from cl_binvae.methods import gen_classifier
 
-__all__ = ["avalanche_gr", "binvae_gr", "dgr", "er", "gen_classifier", "joint", "naive"]
+__all__ = ["avalanche_gr", "binvae_gr", "dgr", "er", "ewc", "gen_classifier", "joint", "lwf",
+           "naive", "si"]
