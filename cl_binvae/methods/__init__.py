@@ -13,11 +13,14 @@ from cl_binvae.methods import ewc
 from cl_binvae.methods import si
 from cl_binvae.methods import lwf
 from cl_binvae.methods import er
+from cl_binvae.methods import agem
+from cl_binvae.methods import icarl
+from cl_binvae.methods import der
 from cl_binvae.methods import avalanche_gr
 from cl_binvae.methods import dgr
 from cl_binvae.methods import binvae_gr
 from cl_binvae.methods import joint
 from cl_binvae.methods import gen_classifier
 
-__all__ = ["avalanche_gr", "binvae_gr", "dgr", "er", "ewc", "gen_classifier", "joint", "lwf",
-           "naive", "si"]
+__all__ = ["agem", "avalanche_gr", "binvae_gr", "der", "dgr", "er", "ewc", "gen_classifier",
+           "icarl", "joint", "lwf", "naive", "si"]
