@@ -54,7 +54,7 @@ def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
     with pytest.raises(TypeError, match="frozen dataclass instance"):
         cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings)
     with pytest.raises(ValueError, match="registered: naive, ewc, si, lwf, er, agem, icarl, der, "
-                                         "avalanche_gr, dgr, binvae_gr, joint"):
+                                         "avalanche_gr, dgr, binvae_gr, ewc_replay, joint"):
         get_method("gdumb")
 
 

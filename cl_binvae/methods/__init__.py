@@ -19,8 +19,9 @@ from cl_binvae.methods import der
 from cl_binvae.methods import avalanche_gr
 from cl_binvae.methods import dgr
 from cl_binvae.methods import binvae_gr
+from cl_binvae.methods import ewc_replay
 from cl_binvae.methods import joint
 from cl_binvae.methods import gen_classifier
 
-__all__ = ["agem", "avalanche_gr", "binvae_gr", "der", "dgr", "er", "ewc", "gen_classifier",
-           "icarl", "joint", "lwf", "naive", "si"]
+__all__ = ["agem", "avalanche_gr", "binvae_gr", "der", "dgr", "er", "ewc", "ewc_replay",
+           "gen_classifier", "icarl", "joint", "lwf", "naive", "si"]
