@@ -270,6 +270,13 @@ def test_settings_are_recorded_hashed_and_named():
         RunConfig(strategy="ewc", settings=EWCSettings(ewc_lambda=100.0)).run_id
     # Defaults sort first among a method's rows.
     assert default.table_key < strong.table_key
+    # A-GEM's reference sample at the batch size is its default: one run, one id.
+    from cl_binvae.methods.agem import AGEMSettings
+
+    at_batch = RunConfig(strategy="agem", settings=AGEMSettings(agem_sample_size=128))
+    assert at_batch == RunConfig(strategy="agem")
+    assert RunConfig(strategy="agem", settings=AGEMSettings(agem_sample_size=64)).method == \
+        "agem agem_sample_size=64"
 
 
 @pytest.mark.parametrize("method", NEW)

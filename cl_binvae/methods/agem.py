@@ -19,6 +19,7 @@ starts over (``resumable=False``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,13 @@ class AGEMSettings(MethodSettings):
     def _check(self) -> None:
         if self.agem_sample_size is not None and self.agem_sample_size < 1:
             raise ValueError(f"--agem-sample-size must be >= 1, got {self.agem_sample_size}")
+
+    def named_under(self, protocol: Any) -> AGEMSettings:
+        """These settings as a run under ``protocol`` names them: the batch size as unset (one
+        configuration, one run id)."""
+        if self.agem_sample_size == protocol.batch_size:
+            return dataclasses.replace(self, agem_sample_size=None)
+        return self
 
 
 def patterns_per_experience(ctx: MethodContext) -> int:
