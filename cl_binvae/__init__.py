@@ -28,7 +28,7 @@ from cl_binvae.suite.config import SolverConfig, StreamConfig
 from cl_binvae.suite.registry import METHODS, Method, get_method, register_method
 from cl_binvae.suite.replay_settings import GeneratorSettings, ReplaySettings
 from cl_binvae.suite.run_config import RunConfig
-from cl_binvae.suite.settings import flag
+from cl_binvae.suite.settings import MethodSettings, flag
 
 #: Public names that import torch, and the module each comes from (loaded on first use).
 _HEAVY = {
@@ -46,10 +46,10 @@ _HEAVY = {
 
 __all__ = ["METHODS", "BaseVAE", "BinVAEGenerativeReplay", "BinVAEReplayPlugin",
            "ClassifierConfig", "GenerativeClassifier", "GenerativeClassifierStrategy",
-           "GeneratorSettings", "Method", "MethodContext", "PriorConfig", "ReplayConfig",
-           "ReplaySettings", "RunConfig", "SolverConfig", "StreamConfig", "TensorStrategy",
-           "VAEConfig", "binarized_kl", "build_prior", "build_vae", "flag", "get_method",
-           "register_method"]
+           "GeneratorSettings", "Method", "MethodContext", "MethodSettings", "PriorConfig",
+           "ReplayConfig", "ReplaySettings", "RunConfig", "SolverConfig", "StreamConfig",
+           "TensorStrategy", "VAEConfig", "binarized_kl", "build_prior", "build_vae", "flag",
+           "get_method", "register_method"]
 
 
 def __getattr__(name: str) -> Any:

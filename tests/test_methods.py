@@ -53,9 +53,9 @@ def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
         cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings(), pinned=("radius",))
     with pytest.raises(TypeError, match="frozen dataclass instance"):
         cl_binvae.register_method("x", settings=cl_binvae.ReplaySettings)
-    with pytest.raises(ValueError, match="registered: naive, er, avalanche_gr, dgr, binvae_gr, "
-                                         "joint"):
-        get_method("icarl")
+    with pytest.raises(ValueError, match="registered: naive, ewc, si, lwf, er, agem, icarl, der, "
+                                         "avalanche_gr, dgr, binvae_gr, ewc_replay, joint"):
+        get_method("gdumb")
 
 
 def test_import_registers_once_and_refuses_files_that_register_nothing(registry, tmp_path):

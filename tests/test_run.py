@@ -89,7 +89,7 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, interrupt_driv
 
 @pytest.mark.parametrize("args, message", [
     (["--stream", "split_fashion"], "unknown stream"),
-    (["--strategy", "icarl"], "unknown method 'icarl'; registered: naive, er, avalanche_gr"),
+    (["--strategy", "gdumb"], "unknown method 'gdumb'; registered: naive, ewc, si, lwf, er"),
     (["--scenario", "online"], "invalid choice"),
     (["--r", "-0.5"], "r must be finite and >= 0"),
     (["--r", "nan"], "r must be finite"),

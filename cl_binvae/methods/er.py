@@ -18,7 +18,7 @@ def er(ctx: MethodContext) -> Any:
     from avalanche.training.storage_policy import ClassBalancedBuffer, ExperienceBalancedBuffer
 
     stream = ctx.stream
-    size = ctx.protocol.er_samples_per_class * sum(map(len, stream.classes_per_experience))
+    size = ctx.memory_budget()
     # Balanced over classes in class-IL; in task- and domain-IL, where labels repeat across
     # experiences, over experiences of equal class counts.
     if ctx.run.scenario == "class":

@@ -113,6 +113,13 @@ class MethodContext:
                             replay_labels=settings.replay_labels,
                             active_classes=settings.active_classes)
 
+    def memory_budget(self) -> int:
+        """The samples a rehearsal method may store: the protocol's ``er_samples_per_class``
+        for every class of the stream (each experience's classes, counted per experience),
+        ER's buffer, so that rehearsal methods compare at equal memory."""
+        per_class = self.protocol.er_samples_per_class
+        return per_class * sum(map(len, self.stream.classes_per_experience))
+
     def epoch_budget(self) -> EpochBudget:
         """A plugin that gives epoch-counting strategies the protocol's iteration budget."""
         return EpochBudget(self.protocol.iterations, self.protocol.batch_size)

@@ -259,8 +259,9 @@ class RunConfig:
     def dir_name(self) -> str:
         """The run directory's name: stream, scenario, method, seed and run id."""
         stream = self.stream if self.stream in STREAMS else _stem(self.stream)
+        # What settings add of their own (`` ewc_lambda=1e9``) is joined by a dash too.
         method = (self.method.replace(" r=", "-r").replace(" prior=", "-")
-                  .replace(" labels=", "-labels_").replace("+", "-"))
+                  .replace(" labels=", "-labels_").replace("+", "-").replace(" ", "-"))
         return f"{stream}-{self.scenario}-{method}-s{self.seed}-{self.run_id}"
 
 

@@ -6,6 +6,9 @@ A method that takes settings registers a frozen dataclass instance holding their
 in the dataclass's ``__post_init__``, which the driver reports in one line. Fields of the same
 name in two methods' settings are one flag, so they must mean the same thing (type, choices).
 
+``MethodSettings`` is the base of settings that are not our replay's (``ReplaySettings``, in
+:mod:`cl_binvae.suite.replay_settings`): it checks, names and sorts them for tables.
+
 Plain Python, no torch: the driver builds its parser from these before importing torch.
 """
 
@@ -95,6 +98,17 @@ def check_types(config: Any, what: str = "setting") -> None:
             raise ValueError(f"{what} {field.name} = {value!r} is not {names}")
 
 
+def shown(value: Any) -> str:
+    """A setting's value as names show it: floats short, exponents without '+' and leading
+    zeros (1e10, 5e-05 as 5e-5), so that a run directory's name reads as the value it ran."""
+    if not isinstance(value, float):
+        return str(value)
+    text = f"{value:g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
 
 def changed_fields(settings: Any, base: type) -> str:
     """The fields that ``settings`` adds to its ``base`` class and that differ from their
@@ -104,6 +118,47 @@ def changed_fields(settings: Any, base: type) -> str:
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
         if field.name not in own and value != field.default:
-            parts.append(f" {field.name}={value:g}" if isinstance(value, float)
-                         else f" {field.name}={value}")
+            parts.append(f" {field.name}={shown(value)}")
     return "".join(parts)
+
+
+def as_floats(settings: Any) -> None:
+    """Turn the ints given for the float fields of a frozen dataclass into floats, so that
+    one value makes one record and one run id (``ewc_lambda=100`` is ``100.0``)."""
+    hints = typing.get_type_hints(type(settings))
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        kinds = typing.get_args(hints[field.name]) or (hints[field.name],)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(settings, field.name, float(value))
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """The base of a method's own settings when they are not our replay's (those are
+    ``ReplaySettings``): subclass it with fields declared by :func:`flag` and put the checks
+    in ``_check``. Values are type-checked, ints given for floats become floats, a value that
+    makes no run raises ``ValueError`` in one line, and a table row names the fields that
+    differ from their defaults (``ewc ewc_lambda=1e9``)."""
+
+    def __post_init__(self) -> None:
+        check_types(self, "setting")
+        as_floats(self)
+        self._check()
+
+    def _check(self) -> None:
+        """``ValueError`` for values that make no run (none here)."""
+
+    def label(self) -> str:
+        """The settings in a table row's name, after the method: those off their defaults."""
+        return changed_fields(self, MethodSettings)
+
+    def sort_key(self) -> tuple:
+        """Where runs of one method sort in a table: field by field, the default first, then
+        by value (None before numbers)."""
+        key = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            key.append((value != field.default, value is not None,
+                        0 if value is None else value))
+        return tuple(key)
