@@ -7,9 +7,8 @@
 
 from dataclasses import dataclass
 
-from avalanche.training.plugins import SynapticIntelligencePlugin
-
 import cl_binvae
+from cl_binvae.methods.si import snapshot_plugin
 
 
 @dataclass(frozen=True)
@@ -26,9 +25,11 @@ class SIReplaySettings(cl_binvae.ReplaySettings):
 
 # SI keeps its importance weights in the plugin, outside what a checkpoint saves, so an
 # interrupted run starts over (resumable=False). ReplaySettings: our replay plugin is inside,
-# so the run gets generator diagnostics and sample grids.
+# so the run gets generator diagnostics and sample grids. snapshot_plugin() is Avalanche's
+# SynapticIntelligencePlugin as the suite's si method uses it (on a CPU, Avalanche 0.6's own
+# snapshots alias the weights and its penalty is always 0; see cl_binvae/methods/si.py).
 @cl_binvae.register_method("si_replay", settings=SIReplaySettings(), resumable=False)
 def si_replay(ctx):
     """Synaptic Intelligence with our generative replay"""
-    si = SynapticIntelligencePlugin(si_lambda=ctx.settings.si_lambda)
+    si = snapshot_plugin()(si_lambda=ctx.settings.si_lambda)
     return ctx.generative_replay(plugins=[si])

@@ -268,7 +268,7 @@ def test_a_users_flags_are_in_help_and_bad_values_are_one_line(cli, tmp_path):
     takes it, and refuses a bad value in one line before anything runs."""
     helped = cli("run", "--import", "examples/si_replay.py", "--help", cwd=REPO)
     assert helped.returncode == 0 and "--si-lambda" in helped.stdout
-    assert "(si_replay; default: 1)" in " ".join(helped.stdout.split())
+    assert "(si, si_replay; default: 1)" in " ".join(helped.stdout.split())
     out = tmp_path / "runs"
     bad = cli("run", *TINY, "--import", "examples/si_replay.py", "--strategy", "si_replay",
               "--si-lambda", "-1", "--out", str(out), cwd=REPO)
