@@ -124,13 +124,23 @@ def test_a_write_killed_midway_keeps_the_previous_file(tmp_path):
     assert list(tmp_path.iterdir()) == [table]
 
 
-def test_orphans_of_killed_writes_are_removed(tmp_path):
-    keep = [".lock", "metrics.json", "progress.pt"]
-    orphans = [".progress.tmp-a1b2c3d4.pt", ".config-k9x7q2z1.json"]  # now, and before
-    for name in keep + orphans:
+def test_orphans_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    from cl_binvae.suite.rundir import written_here
+
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "metrics.json") as tmp:
+        os.link(tmp, tmp_path / tmp.name.replace(".metrics", ".copy"))  # a write killed -9
+        raise KeyboardInterrupt
+    [orphan] = [p.name for p in tmp_path.iterdir()]
+    earlier = ".progress.tmp-a1b2c3d4.pt"  # as atomic_path named a run's checkpoint before
+    # A user's own hidden files, some close to the suite's temporary names: all kept.
+    users = [".lock", "metrics.json", "progress.pt", ".notes-prelim01",
+             ".config-original.json", ".config-k9x7q2z1.json", ".notes.tmp-a1b2c3d4.txt",
+             ".metrics.json.cl_binvae-tmp-a1b2c3d4.csv", ".a.cl_binvae-tmp-TOOLONG99.txt"]
+    for name in [earlier, *users]:
         (tmp_path / name).write_text("x")
-    assert sorted(p.name for p in remove_orphans(tmp_path)) == sorted(orphans)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+    removed = remove_orphans(tmp_path, earlier=written_here)
+    assert sorted(p.name for p in removed) == sorted([orphan, earlier])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(users)
 
 
 # -- the driver on damaged run directories -----------------------------------------------------
@@ -146,10 +156,14 @@ def test_a_damaged_finished_run_is_reported_and_rerun(driver, finished, tmp_path
         (run / "accuracy_matrix.csv").unlink()
     else:
         (run / "config.json").write_text("[]")
+    users = {".notes-prelim01": "mine", ".config-original.json": "{}"}  # the user's own
+    for name, text in users.items():
+        (run / name).write_text(text)
     assert driver.main([*TINY, "--strategy", "naive", "dgr", "--out", str(runs)]) == 0
     err = capsys.readouterr().err
     assert str(run) in err and "running it again" in err
     assert numbers(run) == before
+    assert {name: (run / name).read_text() for name in users} == users
 
 
 def test_a_corrupt_checkpoint_means_starting_over_with_the_same_numbers(driver, finished,

@@ -46,6 +46,7 @@ from cl_binvae.suite.rundir import (
     RunMetrics,
     RunRecord,
     samples_name,
+    written_here,
 )
 from cl_binvae.suite.streams import Stream, build_stream
 from cl_binvae.training.tensor_batches import dataset_tensors
@@ -98,7 +99,7 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
             return directory.read_finished()[1]
         except RunError:
             pass
-        remove_orphans(directory.path)
+        remove_orphans(directory.path, earlier=written_here)
         directory.file(METRICS_FILE).unlink(missing_ok=True)  # a damaged one: rerun from here
         directory.file(ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's failure
         return _train(run, directory, stream, device, progress, loggers, report)

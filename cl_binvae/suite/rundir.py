@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +38,23 @@ DIAGNOSTICS_FILE = "diagnostics.csv"
 METRICS_FILE = "metrics.json"
 PROGRESS_FILE = "progress.pt"
 ERROR_FILE = "error.txt"
-JOINT_ROW = "joint"
+JOINT_ROW = "joint"  # the accuracy matrix's row label for a method trained on all at once
 #: Where the suite reports what it finds wrong with run directories (one line each).
-Notify = Callable[[str], None]  # the accuracy matrix's row label for a method trained on all at once
+Notify = Callable[[str], None]
 
 
 def samples_name(experience: int) -> str:
     """File name of the generator samples drawn after ``experience``."""
     return f"samples_exp{experience}.png"
+
+
+_WRITTEN_HERE = re.compile(r"(config|metrics)\.json|(accuracy_matrix|diagnostics)\.csv|"
+                           r"progress\.pt|error\.txt|samples_exp\d+\.png")
+
+
+def written_here(name: str) -> bool:
+    """Whether the suite writes a file called ``name`` in a run directory."""
+    return _WRITTEN_HERE.fullmatch(name) is not None
 
 
 class RunError(ValueError):
