@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from cl_binvae.suite.atomic import atomic_path, remove_orphans, write_text
+from cl_binvae.suite.run_config import run_id_of
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks" / "run.py"
@@ -93,25 +94,25 @@ def test_tables_skip_damaged_runs_and_draw_around_a_truncated_png(tables, finish
     [dgr] = runs.glob("*dgr*")
     samples = dgr / "samples_exp0.png"
     samples.write_bytes(samples.read_bytes()[:100])  # truncated
-    broken = copy_runs(naive, runs / "unreadable")
+    broken = copy_runs(naive, runs / f"unreadable-{naive.name[-12:]}")
     (broken / "metrics.json").unlink()
     (broken / "metrics.json").mkdir()  # reading it fails with an OSError, like no permission
-    text_in_numbers = copy_runs(dgr, runs / "text_in_diagnostics")
+    text_in_numbers = copy_runs(dgr, runs / f"text_in_diagnostics-{dgr.name[-12:]}")
     diagnostics = text_in_numbers / "diagnostics.csv"
     header, first, *rest = diagnostics.read_text().splitlines()
     diagnostics.write_text("\n".join([header, first.replace(",", ",oops,", 1), *rest]))
-    older = copy_runs(naive, runs / "older_preset")
-    config = json.loads((older / "config.json").read_text())
+    config = json.loads((naive / "config.json").read_text())
     config["protocol"]["lr"] /= 10  # as if the preset's learning rate changed since
-    config["run_id"] = "0123456789ab"
+    config["run_id"] = run_id_of(config["run"], config["protocol"])  # as it ran then
+    older = copy_runs(naive, runs / f"older_preset-{config['run_id']}")
     (older / "config.json").write_text(json.dumps(config))
     assert tables.main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "skipping" in err and "unreadable" in err
     assert "samples_exp0.png is unreadable" in err
-    assert "text_in_diagnostics: diagnostics.csv is unreadable" in err
-    assert "older_preset: config.json: made under an earlier paper preset" in err
-    assert (tmp_path / "out" / "figures" / "split_mnist_class_paper_it6_T2_samples.png").exists()
+    assert f"{text_in_numbers.name}: diagnostics.csv is unreadable" in err
+    assert f"{older.name}: config.json: made under an earlier paper preset" in err
+    assert list((tmp_path / "out" / "figures").glob("split_mnist_class_paper_it6_T2_samples*.png"))
 
 
 def test_a_write_killed_midway_keeps_the_previous_file(tmp_path):
@@ -166,6 +167,44 @@ def test_a_damaged_finished_run_is_reported_and_rerun(driver, finished, tmp_path
     assert {name: (run / name).read_text() for name in users} == users
 
 
+def edit_json(path: Path, **changes) -> None:
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes, indent=2))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("metrics_edited", "metrics.json and accuracy_matrix.csv disagree: avg_forgetting is 0"),
+    ("matrix_row_edited", "metrics.json and accuracy_matrix.csv disagree"),
+    ("another_runs_files", "config.json: it records run"),
+    ("config_edited", "config.json: its run and protocol do not hash to its run_id"),
+])
+def test_files_that_parse_but_disagree_are_reported_and_rerun(driver, finished, tmp_path,
+                                                              capsys, damage, message):
+    """A finished run's files must agree with each other and with the directory's name."""
+    runs = copy_runs(finished, tmp_path / "runs")
+    strategy = "binvae_gr" if damage == "config_edited" else "naive"
+    [run] = runs.glob(f"*-{strategy}-*")
+    before = numbers(run)
+    if damage == "metrics_edited":
+        edit_json(run / "metrics.json", avg_forgetting=0.0, bwt=0.0)
+    elif damage == "matrix_row_edited":
+        header, first, *rest = (run / "accuracy_matrix.csv").read_text().splitlines()
+        cells = first.split(",")
+        first = ",".join([cells[0], f"{1 - float(cells[1]):.6f}", *cells[2:]])
+        (run / "accuracy_matrix.csv").write_text("\n".join([header, first, *rest]) + "\n")
+    elif damage == "another_runs_files":
+        [dgr] = runs.glob("*-dgr-*")
+        for name in ("config.json", "accuracy_matrix.csv", "metrics.json"):
+            (run / name).write_bytes((dgr / name).read_bytes())
+    else:  # another r, in the run and in its protocol, as a user might try
+        config = json.loads((run / "config.json").read_text())
+        config["run"]["r"] = config["protocol"]["generator"]["r"] = 0.5
+        (run / "config.json").write_text(json.dumps(config, indent=2))
+    assert driver.main([*TINY, "--strategy", strategy, "--out", str(runs)]) == 0
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "running it again" in x]
+    assert line.startswith(f"{run}: {message}")
+    assert numbers(run) == before
+
+
 def test_a_corrupt_checkpoint_means_starting_over_with_the_same_numbers(driver, finished,
                                                                        tmp_path, capsys):
     runs = copy_runs(finished, tmp_path / "runs")
@@ -179,6 +218,19 @@ def test_a_corrupt_checkpoint_means_starting_over_with_the_same_numbers(driver, 
     assert numbers(run) == before
     assert not (run / ".progress.tmp-zzzzzzzz.pt").exists()
     assert not (run / "progress.pt").exists()
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, data_root):
+    from cl_binvae.suite import checkpoint
+    from cl_binvae.suite.experiment import build_strategy
+    from cl_binvae.suite.run_config import RunConfig
+    from cl_binvae.suite.streams import build_stream
+
+    run = RunConfig(strategy="naive", iterations=6, n_experiences=2)
+    strategy = build_strategy(run, build_stream(run.stream_config(), data_root), "cpu")
+    checkpoint.save(tmp_path / "progress.pt", "0123456789ab", strategy, checkpoint.Progress())
+    with pytest.raises(ValueError, match="checkpoint of run 0123456789ab, not"):
+        checkpoint.load(tmp_path / "progress.pt", run.run_id, strategy, "cpu")
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_numbers(finished, tmp_path,

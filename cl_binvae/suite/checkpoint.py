@@ -1,8 +1,8 @@
 """Checkpoints between experiences: the state a resumable method needs to continue a run.
 
-A snapshot holds the solver, its optimizer, the state of every plugin that has one (a plugin
-with ``state_dict()`` and ``load_state_dict(state, model)``, such as our replay plugin), the
-run's progress so far and the random state, written and read with the same keys.
+A snapshot holds the run's id, the solver, its optimizer, the state of every plugin that has
+one (a plugin with ``state_dict()`` and ``load_state_dict(state, model)``, such as our replay
+plugin), the run's progress so far and the random state, written and read with the same keys.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ def stateful_plugins(strategy: Any) -> list[Any]:
             and callable(getattr(p, "load_state_dict", None))]
 
 
-def save(path: Path, strategy: Any, progress: Progress) -> None:
-    """Write the strategy's state and ``progress`` to ``path`` atomically."""
+def save(path: Path, run_id: str, strategy: Any, progress: Progress) -> None:
+    """Write the strategy's state and ``progress`` of run ``run_id`` to ``path`` atomically."""
     snapshot = {
+        "run_id": run_id,
         "progress": progress,
         "model": strategy.model.state_dict(),
         "optimizer": strategy.optimizer.state_dict(),
@@ -52,13 +53,16 @@ def save(path: Path, strategy: Any, progress: Progress) -> None:
         torch.save(snapshot, tmp)
 
 
-def load(path: Path, strategy: Any, device: str) -> Progress:
+def load(path: Path, run_id: str, strategy: Any, device: str) -> Progress:
     """Restore ``strategy`` from ``path`` and return the progress saved with it.
 
     Raises whatever torch raises for an unreadable file, and ``ValueError`` or ``TypeError``
-    for a snapshot of another set of plugins or layout; the caller decides to start over.
+    for a snapshot of another run (one written before snapshots named their run passes), set
+    of plugins or layout; the caller decides to start over.
     """
     snapshot = torch.load(path, map_location="cpu", weights_only=False)
+    if snapshot.get("run_id", run_id) != run_id:
+        raise ValueError(f"it is the checkpoint of run {snapshot['run_id']}, not {run_id}")
     plugins = stateful_plugins(strategy)
     if len(snapshot["plugins"]) != len(plugins):
         raise ValueError(f"the checkpoint holds {len(snapshot['plugins'])} plugin states, the "

@@ -152,7 +152,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
     saved = directory.file(PROGRESS_FILE)
     if saved.exists() and method.resumable:
         try:
-            state, resumed = checkpoint.load(saved, strategy, device), True
+            state, resumed = checkpoint.load(saved, run.run_id, strategy, device), True
         except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
             report(f"{saved}: cannot resume ({type(err).__name__}: {err}); starting over")
             strategy = fresh_strategy()
@@ -181,7 +181,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
                        f"{len(experiences)} mean accuracy so far "
                        f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
         if method.resumable:
-            checkpoint.save(saved, strategy, state)
+            checkpoint.save(saved, run.run_id, strategy, state)
     return state
 
 
@@ -200,11 +200,11 @@ def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) ->
 # -- helpers -----------------------------------------------------------------------------------
 def _write_record(run: RunConfig, directory: RunDirectory, device: str, keep: bool) -> None:
     """Write ``config.json`` for a run that starts now; a resumed run keeps the record of its
-    start (``keep``) when that record is intact."""
+    start (``keep``) when that record is intact and of this run."""
     if keep:
         try:
-            directory.read_record()
-            return
+            if directory.read_record().run_id == run.run_id:
+                return
         except RunError:
             pass
     directory.write_record(RunRecord(run_id=run.run_id, run=run,
