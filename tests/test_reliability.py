@@ -253,7 +253,7 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_numbers(finished, tmp
     assert subprocess.run([*args[:-1], str(straight)], env=env, capture_output=True,
                           check=False).returncode == 0
     assert numbers(run) == numbers(straight / run.name)
-    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
 
 
 def test_a_second_driver_skips_a_run_another_one_holds(driver, tmp_path, data_root, capsys):
@@ -262,11 +262,100 @@ def test_a_second_driver_skips_a_run_another_one_holds(driver, tmp_path, data_ro
     run = RunConfig(strategy="naive", iterations=6, n_experiences=2)
     folder = tmp_path / "runs" / run.dir_name
     folder.mkdir(parents=True)
-    with open(folder / ".lock", "w") as held:
+    held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a driver running it would
         assert driver.main([*TINY, "--strategy", "naive", "--out", str(tmp_path / "runs")]) == 0
+    finally:
+        os.close(held)
     assert "another driver is running it; skipped" in capsys.readouterr().err
     assert not (folder / "metrics.json").exists() and not (folder / "config.json").exists()
+
+
+def test_a_run_directory_that_loops_fails_alone_and_a_lock_folder_is_no_obstacle(
+        driver, tmp_path, data_root, capsys):
+    from cl_binvae.suite.run_config import RunConfig
+
+    out = tmp_path / "runs"
+    out.mkdir()
+    looping = out / RunConfig(strategy="naive", iterations=6, n_experiences=2).dir_name
+    looping.symlink_to(looping.name)  # a symbolic link to itself
+    locked = out / RunConfig(strategy="naive", seed=1, iterations=6, n_experiences=2).dir_name
+    (locked / ".lock").mkdir(parents=True)  # where drivers once kept their lock file
+    assert driver.main([*TINY, "--strategy", "naive", "--seeds", "0", "1",
+                        "--out", str(out)]) == 2
+    line = one_line_error(capsys, 2)
+    assert line.startswith(f"run.py: error: class-IL naive seed 0: {looping} is not a folder")
+    assert (locked / "metrics.json").exists() and (locked / ".lock").is_dir()
+    assert looping.is_symlink()
+
+
+USERS_METHODS = '''
+import torch
+from avalanche.core import SupervisedPlugin
+
+import cl_binvae
+
+
+def failing(name, make):
+    @cl_binvae.register_method(name, resumable=True)
+    def build(ctx):
+        """a method that fails"""
+        return make(ctx)
+
+
+def raise_(error):
+    raise error
+
+
+class Poison(SupervisedPlugin):
+    """Weights turned NaN after the last step (the loss never is), or outputs at test time."""
+
+    def __init__(self, where):
+        super().__init__()
+        self.where = where
+
+    def after_training_exp(self, strategy, **kwargs):
+        if self.where == "weights":
+            with torch.no_grad():
+                next(strategy.model.parameters()).fill_(float("nan"))
+
+    def after_eval_forward(self, strategy, **kwargs):
+        if self.where == "outputs":
+            strategy.mb_output = torch.full_like(strategy.mb_output, float("nan"))
+
+
+failing("raises_runtime", lambda ctx: raise_(RuntimeError("no such layer")))
+failing("raises_type", lambda ctx: raise_(TypeError("bad argument")))
+failing("raises_key", lambda ctx: raise_(KeyError("lr")))
+failing("returns_none", lambda ctx: None)
+failing("nan_weights", lambda ctx: ctx.tensor_strategy(plugins=[Poison("weights")]))
+failing("nan_outputs", lambda ctx: ctx.tensor_strategy(plugins=[Poison("outputs")]))
+'''
+
+
+@pytest.mark.parametrize("parallel", [
+    [], pytest.param(["--workers", "2"], marks=pytest.mark.slow, id="ray")])
+def test_whatever_a_method_raises_fails_its_run_alone(cli, tmp_path, parallel):
+    if parallel:
+        pytest.importorskip("ray")
+    (tmp_path / "mine.py").write_text(USERS_METHODS)
+    out = tmp_path / "runs"
+    done = cli("run", *TINY, "--import", str(tmp_path / "mine.py"), "--strategy",
+               "raises_runtime", "raises_type", "raises_key", "returns_none", "nan_weights",
+               "nan_outputs", "naive", "--out", str(out), *parallel)
+    assert done.returncode == 2, done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.startswith("run.py")]
+    assert len(lines) == 6 and all("(6 of 7 runs failed; the others ran)" in x for x in lines)
+    for method, message in [("raises_runtime", "no such layer"), ("raises_type", "bad argument"),
+                            ("raises_key", "'lr'"), ("returns_none", "returned None, not an"),
+                            ("nan_weights", "the solver's weights trunk.1.weight are not finite"),
+                            ("nan_outputs", "the solver's outputs are not finite")]:
+        [line] = [x for x in lines if f" {method} seed 0: " in x]
+        [folder] = out.glob(f"*-{method}-*")
+        assert message in line and f"(traceback in {folder.resolve() / 'error.txt'})" in line
+        assert not (folder / "metrics.json").exists()
+    assert len(list(out.glob("*-naive-*/metrics.json"))) == 1
 
 
 # -- data and flags ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ reported and rerun. A lock per run directory keeps two drivers from doing the sa
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
 import functools
 import os
@@ -52,13 +53,25 @@ from cl_binvae.suite.streams import Stream, build_stream
 from cl_binvae.training.tensor_batches import dataset_tensors
 
 _DIAGNOSTIC_IMAGES = 1000
-_LOCK = ".lock"
 
 
 class RunFailed(Exception):
-    """A run stopped by an error of its own once training began: its loss diverged
-    (``FloatingPointError``) or its method could not be built or trained (``ValueError``).
-    A sweep can go on with its other runs; bad data or settings fail before this."""
+    """A run stopped by an error of its own: whatever its method raised once training began
+    (a diverged loss, a builder that fails or returns no strategy, non-finite weights or
+    outputs), or a run directory that is not a folder. A sweep can go on with its other
+    runs; bad data or settings fail before this, and so does a machine out of memory or disk
+    (``out_of_resources``)."""
+
+
+def out_of_resources(err: BaseException) -> bool:
+    """Whether ``err`` says the machine ran out of memory or disk, which no other run would
+    escape either: ``MemoryError``, torch's allocation failures, a full disk or quota."""
+    if isinstance(err, MemoryError):
+        return True
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, RuntimeError) and any(
+        words in str(err) for words in ("out of memory", "can't allocate memory"))
 
 
 def _warn(message: str) -> None:
@@ -90,6 +103,9 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
     # Bad data or settings fail here, before anything is written.
     stream = build_stream(run.stream_config(), data_root)
     check_fits(run, stream)
+    if not directory.path.is_dir() and (directory.path.is_symlink() or directory.path.exists()):
+        raise RunFailed(f"{directory.path} is not a folder (a file, or a symbolic link that "
+                        "loops or leads nowhere); move it away to run it")
     directory.path.mkdir(parents=True, exist_ok=True)
     with _lock(directory.path) as held:
         if not held:
@@ -113,6 +129,9 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
                             plugins=[*plugins, FiniteLossCheck()],
                             evaluator=evaluator or make_evaluator((), Path(), ""))
     strategy = run.method_record.build(context)
+    if not callable(getattr(strategy, "train", None)):
+        raise TypeError(f"method {run.strategy}'s builder returned {strategy!r}, not an "
+                        "Avalanche strategy")
     if run.method_record.replays and _replay_plugin(strategy) is None:
         raise ValueError(f"method {run.strategy} is registered with ReplaySettings, but its "
                          "strategy has no BinVAEReplayPlugin (build it with "
@@ -127,7 +146,9 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
     try:
         state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
-    except (FloatingPointError, ValueError) as err:
+    except Exception as err:  # whatever a method raises fails its run alone
+        if out_of_resources(err):
+            raise
         # The driver reports one line; the traceback stays with the run, for a bug's sake.
         write_text(directory.file(ERROR_FILE), traceback.format_exc())
         raise RunFailed(f"{' '.join(str(err).split())} (traceback in "
@@ -167,6 +188,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
     for i in range(len(state.rows), len(experiences)):
         start = time.perf_counter()
         strategy.train(experiences[i])
+        _check_finite_weights(strategy, i)
         state.rows.append(evaluate(strategy, test_stream))
         if method.replays:
             state.diagnostics.append(_diagnose(strategy, test_stream, i, directory))
@@ -212,24 +234,38 @@ def _write_record(run: RunConfig, directory: RunDirectory, device: str, keep: bo
                                      **environment(device)))
 
 
+def _check_finite_weights(strategy: Any, i: int) -> None:
+    """``FloatingPointError`` for a solver (or our replay's generator) with a NaN or infinite
+    parameter after experience ``i``: its accuracy would be a number, and meaningless."""
+    plugin = _replay_plugin(strategy)
+    models = {"solver": strategy.model, "generator": None if plugin is None else plugin.generator}
+    for what, model in models.items():
+        for name, weight in [] if model is None else model.named_parameters():
+            if not torch.isfinite(weight).all():
+                raise FloatingPointError(f"the {what}'s weights {name} are not finite after "
+                                         f"experience {i}")
+
+
 def _replay_plugin(strategy: Any) -> BinVAEReplayPlugin | None:
     return next((p for p in strategy.plugins if isinstance(p, BinVAEReplayPlugin)), None)
 
 
 @contextmanager
 def _lock(folder: Path) -> Iterator[bool]:
-    """Hold an exclusive lock on ``folder`` while the body runs; yield False if another
-    process holds it. The kernel drops the lock when a holder dies, even by kill -9."""
-    with open(folder / _LOCK, "w") as handle:
+    """Hold an exclusive lock on ``folder`` itself while the body runs; yield False if
+    another process holds it. The kernel drops the lock when a holder dies, even by kill -9;
+    locking the folder, not a file in it, leaves nothing behind that a user could turn into
+    something else (a ``.lock`` folder stopped every rerun)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield True
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def _seed_everything(seed: int) -> None:
