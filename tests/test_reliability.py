@@ -256,6 +256,77 @@ def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_numbers(finished, tmp
     assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
 
 
+RESUMABLE = '''
+import os
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+import cl_binvae
+
+
+class CrashOnce(SupervisedPlugin):
+    """Stops the run at its third experience while the file CRASH exists; with ``hidden``,
+    keeps state outside what a checkpoint saves (halving the weights from the second
+    experience on, as a regularizer's memory of earlier experiences would change them)."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.hidden, self.seen = hidden, 0
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.clock.train_exp_counter == 2 and os.path.exists(CRASH):
+            raise RuntimeError("crashed on purpose")
+        if self.hidden and self.seen:
+            with torch.no_grad():
+                for weight in strategy.model.parameters():
+                    weight.mul_(0.5)
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.seen += 1
+
+
+@cl_binvae.register_method("honest", resumable=True)
+def honest(ctx):
+    """all its state checkpoints"""
+    return ctx.tensor_strategy(plugins=[CrashOnce(hidden=False)])
+
+
+@cl_binvae.register_method("liar", resumable=True)
+def liar(ctx):
+    """says it resumes, but keeps state of its own"""
+    return ctx.tensor_strategy(plugins=[CrashOnce(hidden=True)])
+'''
+
+
+@pytest.mark.parametrize("method", ["honest", "liar"])
+def test_a_method_that_says_it_resumes_is_checked(cli, tmp_path, method):
+    crash = tmp_path / "CRASH"
+    (tmp_path / "mine.py").write_text(f"CRASH = {str(crash)!r}\n" + RESUMABLE)
+    args = [*TINY, "--n-experiences", "5", "--import", str(tmp_path / "mine.py"),
+            "--strategy", method]
+    crash.touch()
+    first = cli("run", *args, "--out", str(tmp_path / "runs"))
+    assert first.returncode == 2 and "crashed on purpose" in first.stderr
+    [run] = (tmp_path / "runs").iterdir()
+    assert (run / "progress.pt").exists() and (run / "progress_before.pt").exists()
+    crash.unlink()
+    resumed = cli("run", *args, "--out", str(tmp_path / "runs"))
+    assert resumed.returncode == 0, resumed.stderr
+    said = [line for line in resumed.stderr.splitlines() if "starting over" in line]
+    if method == "liar":
+        assert said == [(f"{run / 'progress.pt'}: method liar is registered resumable=True, "
+                         "but its experience 1 retrained from the checkpoint before it ends in "
+                         "another state (model.trunk.1.weight): some of its state is not in "
+                         "what a checkpoint saves (register it resumable=False, or give that "
+                         "state a state_dict); starting over")]
+    else:
+        assert said == []
+    assert cli("run", *args, "--out", str(tmp_path / "straight")).returncode == 0
+    assert numbers(run) == numbers(tmp_path / "straight" / run.name)
+    assert not list(run.glob("progress*"))
+
+
 def test_a_second_driver_skips_a_run_another_one_holds(driver, tmp_path, data_root, capsys):
     from cl_binvae.suite.run_config import RunConfig
 

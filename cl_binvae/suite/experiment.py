@@ -169,16 +169,20 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
         return build_strategy(run, stream, device, ProgressBar(run.method, progress),
                               evaluator=evaluator)
 
-    strategy, state, resumed = fresh_strategy(), checkpoint.Progress(), False
+    state, resumed = checkpoint.Progress(), False
     saved = directory.file(PROGRESS_FILE)
     if saved.exists() and method.resumable:
-        try:
-            state, resumed = checkpoint.load(saved, run.run_id, strategy, device), True
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
-            report(f"{saved}: cannot resume ({type(err).__name__}: {err}); starting over")
+        # Checked first: the check trains a strategy of its own, from the random state of
+        # the checkpoint before, which loading the resumed one then restores.
+        problem = _resume_problem(run, stream, device, saved)
+        if problem is None:
             strategy = fresh_strategy()
-    if not resumed:  # an unreadable checkpoint, or one of a method that no longer resumes
-        saved.unlink(missing_ok=True)
+            state, resumed = checkpoint.load(saved, run.run_id, strategy, device), True
+        else:
+            report(f"{saved}: {problem}; starting over")
+    if not resumed:  # no checkpoint, one that does not resume, or a method that does not
+        strategy = fresh_strategy()
+        checkpoint.remove(saved)
     _write_record(run, directory, device, keep=resumed)
 
     test_stream = stream.benchmark.test_stream
@@ -207,6 +211,40 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
     return state
 
 
+def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) -> str | None:
+    """Why the checkpoint at ``saved`` cannot be resumed, or None. A method registered
+    ``resumable`` says that all its state is in what a checkpoint saves; that is checked by
+    retraining the last experience the checkpoint holds from the checkpoint before it (from
+    scratch for the first) and comparing the states: one with state elsewhere would resume
+    to other numbers without a word."""
+    try:
+        snapshot = checkpoint.read(saved, run.run_id)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
+        return f"cannot resume ({type(err).__name__}: {' '.join(str(err).split())})"
+    last = len(snapshot["progress"].rows) - 1
+    _seed_everything(run.seed)
+    check = build_strategy(run, stream, device)
+    if last <= 0:  # as the run began: its fresh model's accuracies, then the first experience
+        evaluate(check, stream.benchmark.test_stream)
+    else:
+        before = checkpoint.previous(saved)
+        try:
+            rows = checkpoint.load(before, run.run_id, check, device).rows
+        except Exception as err:  # noqa: BLE001 - the same: no check, no resume
+            return (f"cannot check that {run.strategy} resumes: {before.name} does not load "
+                    f"({type(err).__name__})")
+        if rows != snapshot["progress"].rows[:last]:
+            return f"cannot check that {run.strategy} resumes: {before.name} is of another run"
+    check.train(_training_experiences(stream, run.method_record.joint)[last])
+    where = checkpoint.difference(snapshot, check)
+    if where is not None:
+        return (f"method {run.strategy} is registered resumable=True, but its experience "
+                f"{last} retrained from the checkpoint before it ends in another state "
+                f"({where}): some of its state is not in what a checkpoint saves (register it "
+                "resumable=False, or give that state a state_dict)")
+    return None
+
+
 def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) -> RunMetrics:
     acc = np.array(state.rows)
     summary = summarize_matrix(acc, np.array(state.initial))
@@ -215,7 +253,7 @@ def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) ->
     metrics = RunMetrics(**summary, n_experiences=acc.shape[1],
                          wall_clock_s=round(state.seconds, 3))
     directory.write_results(acc, joint, metrics, state.diagnostics)
-    directory.file(PROGRESS_FILE).unlink(missing_ok=True)
+    checkpoint.remove(directory.file(PROGRESS_FILE))
     return metrics
 
 

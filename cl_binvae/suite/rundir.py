@@ -6,6 +6,8 @@
         diagnostics.csv      generator diagnostics after each experience (generator methods)
         samples_exp<i>.png   generator samples after experience i
         progress.pt          the state after the last finished experience (removed at the end)
+        progress_before.pt   the state after the experience before it (the same), to check that
+                             a method registered resumable does resume
         metrics.json         RunMetrics, written last: a run is finished when it and everything
                              it summarizes are there and consistent
         error.txt            the traceback of a run that failed once training began (removed
@@ -56,7 +58,7 @@ def samples_name(experience: int) -> str:
 
 
 _WRITTEN_HERE = re.compile(r"(config|metrics)\.json|(accuracy_matrix|diagnostics)\.csv|"
-                           r"progress\.pt|error\.txt|samples_exp\d+\.png")
+                           r"progress(_before)?\.pt|error\.txt|samples_exp\d+\.png")
 
 
 def written_here(name: str) -> bool:
