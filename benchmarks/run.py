@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import os
 import re
 import socket
 import sys
@@ -64,6 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag} must be >= 1, got {value}")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > 4 * cores:
+        p.error(f"--threads {args.threads} is more than 4x this machine's {cores} cores (at "
+                f"most {4 * cores})")
     try:
         check_device_name(args.device)
     except ValueError as err:
@@ -237,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted; finished experiences are kept: rerun the same command "
               "to resume", file=sys.stderr)
         return 130
+    except MemoryError as exc:  # before any run: the data, or a stream to check
+        return fail(PROG, f"out of memory before the first run ({_memory_error(exc)})")
     except (ValueError, OSError, ImportError) as exc:
         return fail(PROG, exc)
     print("\nFinal average accuracy, average forgetting and BWT (%), mean ± sd (n seeds):")
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [(run, results[run.run_id]) for run in runs
               if isinstance(results.get(run.run_id), RunFailed)]
     for run, failure in failed:
-        fail(PROG, f"{run.scenario}-IL {run.method} seed {run.seed}: {failure} "
+        fail(PROG, f"{_named(run)}: {failure} "
                    f"({len(failed)} of {len(runs)} runs failed; the others ran)")
     return 2 if failed else 0
 
@@ -259,12 +266,35 @@ def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str
     """``execute_run``'s metrics (None: another driver holds the run), or the ``RunFailed``
     of a run that failed on its own, returned so that the sweep goes on (and Ray hands it
     back as a value, not as its own error)."""
-    from cl_binvae.suite.experiment import RunFailed, execute_run
+    from cl_binvae.suite.experiment import (
+        OutOfResources,
+        RunFailed,
+        execute_run,
+        out_of_resources,
+    )
 
     try:
         return execute_run(run, out, data_root, device, progress=progress, loggers=loggers)
     except RunFailed as exc:
         return exc
+    except Exception as exc:
+        if not out_of_resources(exc):
+            raise
+        # The machine's limit, which the next run would meet too: the sweep stops here.
+        what = " ".join(str(exc).split()) if isinstance(exc, OSError) else \
+            f"out of memory ({_memory_error(exc)}); run fewer workers or threads, or a " \
+            "smaller stream"
+        raise OutOfResources(f"{_named(run)}: {what}") from None
+
+
+def _memory_error(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[:1]
+    return ": ".join([type(exc).__name__, *first])
+
+
+def _named(run: RunConfig) -> str:
+    """A run as the driver's lines name it."""
+    return f"{run.scenario}-IL {run.method} seed {run.seed}"
 
 
 def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
@@ -274,8 +304,7 @@ def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
     results = {}
     for k, run in enumerate(runs, 1):
         state = "done already" if finished_metrics(run, args.out) else "running"
-        print(f"[{k}/{len(runs)}] {run.scenario}-IL {run.method} seed {run.seed}: {state}",
-              flush=True)
+        print(f"[{k}/{len(runs)}] {_named(run)}: {state}", flush=True)
         results[run.run_id] = result = _execute(run, args.out, args.data_root, device,
                                                 not args.no_progress, args.logger)
         if isinstance(result, RunFailed):
@@ -329,8 +358,7 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
                 outcome = f"failed: {metrics}"
             else:
                 outcome = f"final accuracy {metrics.final_avg_accuracy:.3f}"
-            print(f"[{len(results)}/{len(runs)}] {run.scenario}-IL {run.method} seed "
-                  f"{run.seed}: {outcome}", flush=True)
+            print(f"[{len(results)}/{len(runs)}] {_named(run)}: {outcome}", flush=True)
         return results
     finally:
         ray.shutdown()

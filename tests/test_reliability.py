@@ -4,9 +4,11 @@ run directory is repaired by a plain rerun with the uninterrupted numbers."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -470,10 +472,60 @@ def test_read_only_empty_data_root_names_the_missing_file(driver, tmp_path, caps
 
 def test_too_many_permuted_experiences_fail_before_allocating(driver, tmp_path, data_root,
                                                               capsys, monkeypatch):
+    monkeypatch.setattr("cl_binvae.suite.streams.physical_memory", lambda: 2**30)
     code = driver.main(["--stream", "permuted_mnist", "--iterations", "2", "--n-experiences",
-                        "100000", "--strategy", "naive", "--out", str(tmp_path / "runs")])
-    assert "more than half of this machine's" in one_line_error(capsys, code)
+                        "50", "--strategy", "naive", "--out", str(tmp_path / "runs")])
+    assert "more than half of this machine's 1.0 GiB" in one_line_error(capsys, code)
     assert not any((tmp_path / "runs").iterdir())
+
+
+def test_an_archive_that_expands_beyond_memory_is_refused_before_reading(driver, tmp_path,
+                                                                         capsys, monkeypatch):
+    data = write_npz(tmp_path / "zeros.npz")
+    monkeypatch.setattr("cl_binvae.suite.data.physical_memory", lambda: 100)
+    code = driver.main([*TINY, "--stream", str(data), "--out", str(tmp_path / "runs")])
+    assert "GiB of arrays once decompressed, more than half" in one_line_error(capsys, code)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_more_experiences_than_classes_are_refused(driver, tmp_path, capsys):
+    data = write_npz(tmp_path / "two.npz")
+    code = driver.main([*TINY, "--stream", str(data), "--n-experiences", "3",
+                        "--out", str(tmp_path / "runs")])
+    assert "--n-experiences 3 is more than the 2 classes of two: at most 2" in \
+        one_line_error(capsys, code)
+
+
+def test_a_checkpoint_the_disk_cannot_hold_is_one_line_naming_the_folder(driver, tmp_path,
+                                                                         capsys, monkeypatch):
+    usage = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr("cl_binvae.suite.atomic.shutil.disk_usage", lambda path: usage)
+    code = driver.main([*TINY, "--strategy", "naive", "--out", str(tmp_path / "runs")])
+    [run] = (tmp_path / "runs").iterdir()
+    line = one_line_error(capsys, code)
+    assert line.startswith("run.py: error: class-IL naive seed 0: a checkpoint needs ")
+    assert line.endswith(f"bytes free in {run}, only 1,000 are; free some space and rerun")
+    assert not list(run.glob("progress*")) and not list(run.glob(".*"))
+
+
+def test_a_write_that_fails_names_its_file(tmp_path):
+    with pytest.raises(OSError, match="No space left on device: '.*table.md'"), \
+            atomic_path(tmp_path / "table.md"):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as PIL raises it, say
+
+
+def test_out_of_memory_in_a_run_is_one_line_naming_it(cli, tmp_path):
+    (tmp_path / "hog.py").write_text(
+        "import cl_binvae\n\n\n@cl_binvae.register_method('hog')\ndef hog(ctx):\n"
+        "    \"\"\"a method too big for this machine\"\"\"\n"
+        "    raise MemoryError('Unable to allocate 80.0 TiB')\n")
+    done = cli("run", *TINY, "--import", str(tmp_path / "hog.py"), "--strategy", "hog", "naive",
+               "--out", str(tmp_path / "runs"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "run.py: error: class-IL hog seed 0: out of memory (MemoryError: Unable to allocate "
+        "80.0 TiB); run fewer workers or threads, or a smaller stream")
+    assert not list((tmp_path / "runs").glob("*-naive-*"))  # the sweep stopped there
 
 
 def test_an_unreachable_ray_address_fails_fast(driver, tmp_path, data_root, capsys, monkeypatch):

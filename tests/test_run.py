@@ -101,6 +101,8 @@ def test_resume_after_ctrl_c_gives_the_same_result(tmp_path, cli, interrupt_driv
     (["--device", "tpu"], "--device"),
     (["--device", "cudafoo"], "--device"),
     (["--threads", "0"], "--threads"),
+    (["--threads", "100000"], "more than 4x this machine's"),
+    (["--n-experiences", "101"], "n_experiences must be in [1, 100]"),
     (["--seeds", "-1"], "seeds must be in"),
     (["--n-experiences", "3"], "cannot be split evenly"),
     (["--n-experiences", "0"], "n_experiences"),

@@ -8,9 +8,11 @@ removes only files it wrote itself, can tell a killed write's leftover from a us
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +75,22 @@ def remove_orphans(folder: str | os.PathLike,
     for orphan in orphans:
         orphan.unlink(missing_ok=True)
     return orphans
+
+
+class NoSpace(OSError):
+    """Not enough free disk space for a write the suite is about to make."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """``NoSpace`` naming ``what``, ``folder`` and the bytes it needs, unless ``folder`` has
+    ``needed`` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise NoSpace(errno.ENOSPC, f"{what} needs {needed:,} bytes free in {folder}, only "
+                                    f"{free:,} are; free some space and rerun")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

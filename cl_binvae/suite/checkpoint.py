@@ -7,6 +7,7 @@ plugin), the run's progress so far and the random state, written and read with t
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cl_binvae.suite.atomic import atomic_path
+from cl_binvae.suite.atomic import atomic_path, check_free_space
 
 
 @dataclass
@@ -63,8 +64,13 @@ def save(path: Path, run_id: str, strategy: Any, progress: Progress) -> None:
         "numpy_rng": np.random.get_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
+    # Serialized in memory first: its size is known before the disk is touched, and a full
+    # disk is one line naming the folder, not a traceback from torch's writer.
+    buffer = io.BytesIO()
+    torch.save(snapshot, buffer)
+    check_free_space(path.parent, buffer.getbuffer().nbytes, "a checkpoint")
     with atomic_path(path) as tmp:
-        torch.save(snapshot, tmp)
+        tmp.write_bytes(buffer.getbuffer())
         if path.exists():
             os.replace(path, previous(path))
 

@@ -63,6 +63,11 @@ class RunFailed(Exception):
     (``out_of_resources``)."""
 
 
+class OutOfResources(OSError):
+    """The machine ran out of memory or disk in a run (``out_of_resources``): what stops a
+    sweep, in one line naming the run."""
+
+
 def out_of_resources(err: BaseException) -> bool:
     """Whether ``err`` says the machine ran out of memory or disk, which no other run would
     escape either: ``MemoryError``, torch's allocation failures, a full disk or quota."""
