@@ -24,7 +24,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from cl_binvae.suite.cli import OneLineParser, check_writable, fail, import_methods
+from cl_binvae.suite.cli import (
+    OneLineParser,
+    check_writable,
+    fail,
+    import_methods,
+    path_argument,
+)
 
 PROG = "make_tables.py"
 
@@ -33,20 +39,24 @@ def _report(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
 
 
+def _path(value: str) -> Path:
+    return Path(path_argument(value))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=Path, nargs="+", default=[Path("runs")],
+    parser.add_argument("--runs", type=_path, nargs="+", default=[Path("runs")],
                         help="results roots, one folder per run in each (default: runs)")
-    parser.add_argument("--out", type=Path, default=Path("results"),
+    parser.add_argument("--out", type=_path, default=Path("results"),
                         help="output folder (default: results)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the figures into OUT/figures (default: yes)")
-    parser.add_argument("--readme", type=Path, action="append", default=[],
+    parser.add_argument("--readme", type=_path, action="append", default=[],
                         help="also fill this README's <!-- table: PATH --> blocks with the "
                              "generated tables (may repeat)")
     parser.add_argument("--import", dest="imports", nargs="+", default=[],
-                        metavar="FILE_OR_MODULE",
+                        metavar="FILE_OR_MODULE", type=path_argument,
                         help="files or modules that register your own methods (as for run.py)")
     args = parser.parse_args(argv)
     try:

@@ -15,12 +15,14 @@ benchmarks/make_tables.py` makes the tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
 import re
 import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from cl_binvae.suite.cli import (
     check_writable,
     fail,
     import_methods,
+    path_argument,
     quiet_dependency_warnings,
     resolve_device,
     resolve_import,
@@ -83,13 +86,14 @@ def _parser(with_methods: bool, add_help: bool = True) -> argparse.ArgumentParse
     methods = "; ".join(f"{m.name} ({m.description})" for m in METHODS.values())
     p = OneLineParser(prog=PROG, description=__doc__, add_help=add_help,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stream", default="split_mnist",
+    p.add_argument("--stream", default="split_mnist", type=path_argument,
                    help=f"one of {', '.join(STREAMS)}, or a .npz file with x_train, y_train, "
                         "x_test, y_test (default: split_mnist)")
     p.add_argument("--strategy", nargs="+", default=DEFAULT_STRATEGIES, metavar="NAME",
                    help=f"registered methods: {methods}; add your own with --import "
                         f"(default: {' '.join(DEFAULT_STRATEGIES)})")
     p.add_argument("--import", dest="imports", nargs="+", default=[], metavar="FILE_OR_MODULE",
+                   type=path_argument,
                    help="a .py file or module that registers methods with "
                         "@cl_binvae.register_method (see README)")
     p.add_argument("--scenario", nargs="+", default=["class"], choices=SCENARIOS,
@@ -108,10 +112,10 @@ def _parser(with_methods: bool, add_help: bool = True) -> argparse.ArgumentParse
                         "directory), tensorboard, wandb (extras) (default: none)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--data-root",
+    p.add_argument("--data-root", type=path_argument,
                    help="folder with mnist.npz / cifar10.npz (default: $CL_BINVAE_DATA, else a "
                         "per-user cache, filled by a torchvision download when missing)")
-    p.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
+    p.add_argument("--out", default="runs", type=path_argument, help="folder for run directories (default: runs)")
     p.add_argument("--workers", type=int,
                    help="run in parallel on a local Ray with this many workers (needs the "
                         "'ray' extra)")
@@ -195,18 +199,39 @@ def _settings_sweep(method: Method, given: dict[str, Any]) -> list[Any]:
 
 
 def check_ray_address(address: str) -> None:
-    """``ValueError`` unless ``host:port`` answers within ``RAY_TIMEOUT_S`` ('auto' passes)."""
+    """``ValueError`` unless ``host:port`` answers within ``RAY_TIMEOUT_S`` as a Ray head
+    does ('auto' passes): a port that is open but not Ray would have ``ray.init`` retry for
+    ever. A Ray head (its GCS, or a Ray client server) speaks gRPC, so HTTP/2: sent the
+    client's preface, it answers with a SETTINGS frame."""
     if address == "auto":
         return
     match = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address)
     if match is None:
         raise ValueError(f"--ray-address must be host:port, ray://host:port or auto, "
                          f"got {address!r}")
+    deadline = time.monotonic() + RAY_TIMEOUT_S
     try:
-        socket.create_connection((match[1], int(match[2])), timeout=RAY_TIMEOUT_S).close()
+        conn = socket.create_connection((match[1], int(match[2])), timeout=RAY_TIMEOUT_S)
     except OSError as exc:
         raise ValueError(f"--ray-address {address} does not answer within "
                          f"{RAY_TIMEOUT_S:g} s ({exc.strerror or exc})") from None
+    header = b""
+    with conn, contextlib.suppress(OSError):  # a reset or a timeout: no handshake
+        conn.sendall(_HTTP2_PREFACE)
+        while len(header) < 9 and (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    if len(header) < 9 or header[3] != _SETTINGS or header[5:9] != bytes(4):
+        raise ValueError(f"--ray-address {address} answers, but not as a Ray head (no gRPC "
+                         f"handshake within {RAY_TIMEOUT_S:g} s)")
+
+
+_SETTINGS = 0x4  # the HTTP/2 frame type a server's preface starts with
+# The client's preface, then an empty SETTINGS frame: 3 bytes of length, type, flags, stream 0.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(3) + bytes([_SETTINGS]) + bytes(5)
 
 
 def main(argv: list[str] | None = None) -> int:

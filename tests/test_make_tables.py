@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -192,6 +193,20 @@ def test_bad_runs_are_reported_and_left_out(tabulated: tuple[Path, str]) -> None
         assert [line for line in lines if f"/{folder}-" in line and reason in line], folder
     index = pd.read_csv(tabulated[0] / "runs_index.csv")
     assert not index["path"].str.contains("bad").any()
+
+
+def test_a_run_whose_name_is_not_utf8_is_skipped_alone(runs_root: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_root, runs)
+    naive = named(runs, "naive0")
+    odd = naive.with_name(os.fsdecode(b"naive\xff-") + naive.name[-12:])
+    naive.rename(odd)
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"))
+    assert status == 0, stderr
+    [line] = [x for x in stderr.splitlines() if "UTF-8" in x]
+    assert line == f"make_tables.py: skipping {odd}: the run's directory name is not UTF-8; " \
+                   "rename it and rerun"
+    assert len(pd.read_csv(tmp_path / "out" / "runs_index.csv")) == 11
 
 
 def test_figures_are_written(tabulated: tuple[Path, str]) -> None:

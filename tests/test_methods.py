@@ -86,6 +86,8 @@ def test_an_import_resolves_alike_in_the_driver_and_in_ray_workers(tmp_path, mon
     (None, "no_such_package.methods", "no such module"),
     ("raise RuntimeError('boom')", "boom.py", "raised RuntimeError: boom"),
     ("x = 1", "nothing.py", "registered no method"),
+    ("import sys\nsys.exit(0)", "exits.py", "called sys.exit(0); a methods file registers"),
+    ("print('hello')\n" + TOY, "chatty.py", "printed to stdout ('hello')"),
     ("import not_a_module_anywhere", "broken.py", "No module named 'not_a_module_anywhere'"),
     ("x = 1", "methods.txt", "give a .py file or a module name"),
 ])

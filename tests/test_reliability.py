@@ -4,6 +4,7 @@ run directory is repaired by a plain rerun with the uninterrupted numbers."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -81,6 +82,16 @@ def test_tables_refuse_unwritable_outputs_before_writing(tables, finished, tmp_p
     assert message in one_line_error(capsys, code)
     if layout == "figures_is_file":
         assert sorted(p.name for p in out.iterdir()) == ["figures"]  # no table was written
+
+
+@pytest.mark.parametrize("flag", ["--out", "--runs", "--readme", "--import"])
+def test_tables_refuse_empty_and_non_utf8_paths(tables, finished, capsys, flag):
+    for value in ("", "results\udcff"):
+        with pytest.raises(SystemExit) as exit_info:
+            tables.main(["--runs", str(finished), flag, value])
+        line = one_line_error(capsys, exit_info.value.code)
+        assert f"argument {flag}: " in line and ("not be empty" if not value else
+                                                 "results\\xff is not a UTF-8 name") in line
 
 
 def test_tables_unknown_flag_is_one_line(tables, capsys):
@@ -444,6 +455,8 @@ def write_npz(path: Path, **override: np.ndarray) -> Path:
     ({"y_train": np.array([10**12] + [1] * 19)}, "only 20 training images"),
     ({"x_train": np.zeros((20, 0, 0), np.uint8), "x_test": np.zeros((6, 0, 0), np.uint8)},
      "at least one pixel"),
+    ({"y_test": np.zeros(6, np.int64)}, "y_test in"),  # class 1 never tested
+    ({"y_test": np.arange(6) % 3}, "y_train in"),  # class 2 never learnt
 ])
 def test_bad_labels_and_shapes_are_refused_before_training(driver, tmp_path, capsys, override,
                                                            message):
@@ -526,6 +539,61 @@ def test_out_of_memory_in_a_run_is_one_line_naming_it(cli, tmp_path):
         "run.py: error: class-IL hog seed 0: out of memory (MemoryError: Unable to allocate "
         "80.0 TiB); run fewer workers or threads, or a smaller stream")
     assert not list((tmp_path / "runs").glob("*-naive-*"))  # the sweep stopped there
+
+
+@pytest.fixture
+def server():
+    """``server(answer)``: a local port that accepts, sends ``answer`` (None: nothing) and
+    waits; returns its address."""
+    import threading
+
+    sockets = []
+
+    def serve(answer: bytes | None) -> str:
+        listener = socket.create_server(("127.0.0.1", 0))
+        sockets.append(listener)
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                conn, _ = listener.accept()
+                sockets.append(conn)
+                if answer is not None:
+                    conn.sendall(answer)
+
+        threading.Thread(target=accept, daemon=True).start()
+        return f"127.0.0.1:{listener.getsockname()[1]}"
+
+    yield serve
+    for sock in sockets:
+        sock.close()
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n", b"\0" * 9])
+def test_a_port_that_is_not_a_ray_head_is_refused_within_the_bound(
+        driver, tmp_path, capsys, monkeypatch, server, answer):
+    monkeypatch.setattr(driver, "RAY_TIMEOUT_S", 1.0)
+    start = time.time()
+    code = driver.main([*TINY, "--ray-address", server(answer), "--out", str(tmp_path / "runs")])
+    assert "answers, but not as a Ray head (no gRPC handshake within 1 s)" in \
+        one_line_error(capsys, code)
+    assert time.time() - start < 20
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_grpc_server_passes_the_handshake(driver, server):
+    settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # an empty SETTINGS frame, as servers start
+    driver.check_ray_address(server(settings))
+    driver.check_ray_address(f"ray://{server(settings)}")
+
+
+@pytest.mark.slow
+def test_a_real_ray_head_passes_the_handshake(driver):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        driver.check_ray_address(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
 
 
 def test_an_unreachable_ray_address_fails_fast(driver, tmp_path, data_root, capsys, monkeypatch):

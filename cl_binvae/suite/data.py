@@ -194,6 +194,15 @@ def _validate(name: str, arrays: dict[str, np.ndarray], path: Path) -> ArrayData
             raise DataError(f"y_{split} in {path} has label {int(y.max())}, but there are only "
                             f"{len(arrays['x_train'])} training images; labels must be 0..K-1 "
                             "for K classes")
+    # Accuracy is measured per class group on the test split, and a class is learnt from the
+    # training split: each split must have every class the other has.
+    for split, other in (("test", "train"), ("train", "test")):
+        lacking = np.setdiff1d(arrays[f"y_{other}"], arrays[f"y_{split}"])
+        if lacking.size:
+            shown = ", ".join(map(str, lacking[:10].tolist())) + (", ..." if lacking.size > 10
+                                                                  else "")
+            raise DataError(f"y_{split} in {path} lacks the classes {shown} that y_{other} has; "
+                            "both splits need images of every class")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
             f"train images in {path} are {arrays['x_train'].shape[1:]} but test images are "

@@ -255,6 +255,9 @@ class RunDirectory:
         ends with, and the numbers in ``metrics.json`` are those of the accuracy matrix."""
         metrics = self.read_metrics()
         record = self.read_record()
+        for what, name in (("directory name", self.path.name), ("stream", record.run.stream)):
+            if not _utf8(name):  # tables and indexes could not write it
+                raise RunError(f"the run's {what} is not UTF-8; rename it and rerun")
         if not self.path.name.endswith(f"-{record.run_id}"):
             raise RunError(f"{CONFIG_FILE}: it records run {record.run_id}, but the directory's "
                            "name is not that run's (its files were copied or edited)")
@@ -288,6 +291,14 @@ def _check_metrics(metrics: RunMetrics, matrix: np.ndarray, joint: bool) -> None
     if (metrics.fwt is None) != (bounds is None) or (
             bounds is not None and not bounds[0] - 1e-5 <= metrics.fwt <= bounds[1] + 1e-5):
         raise RunError(f"{METRICS_FILE}: fwt is {metrics.fwt}, which {MATRIX_FILE} rules out")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _agree(have: float | list[float] | None, want: float | list[float] | None) -> bool:
