@@ -29,6 +29,7 @@ from typing import Any
 
 from cl_binvae.suite.cli import (
     OneLineParser,
+    Terminated,
     check_device_name,
     check_writable,
     fail,
@@ -37,6 +38,7 @@ from cl_binvae.suite.cli import (
     quiet_dependency_warnings,
     resolve_device,
     resolve_import,
+    sigterm_interrupts,
 )
 from cl_binvae.suite.config import LOGGERS, SCENARIOS, STREAMS
 from cl_binvae.suite.presets import PRESETS
@@ -262,11 +264,12 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         parallel = args.workers is not None or args.ray_address is not None
-        results = (_run_on_ray if parallel else _run_sequentially)(runs, args, device)
-    except KeyboardInterrupt:
+        with sigterm_interrupts():  # SIGTERM, like Ctrl-C, keeps what is finished
+            results = (_run_on_ray if parallel else _run_sequentially)(runs, args, device)
+    except KeyboardInterrupt as interrupt:
         print(f"{PROG}: interrupted; finished experiences are kept: rerun the same command "
               "to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130
     except MemoryError as exc:  # before any run: the data, or a stream to check
         return fail(PROG, f"out of memory before the first run ({_memory_error(exc)})")
     except (ValueError, OSError, ImportError) as exc:

@@ -128,6 +128,91 @@ def test_tables_skip_damaged_runs_and_draw_around_a_truncated_png(tables, finish
     assert list((tmp_path / "out" / "figures").glob("split_mnist_class_paper_it6_T2_samples*.png"))
 
 
+def tables_before(finished: Path, tables, tmp_path: Path) -> tuple[Path, Path, dict]:
+    """Tables of the naive run alone in ``out``; a runs root with all three runs; and
+    ``out``'s files, byte by byte."""
+    runs = copy_runs(finished, tmp_path / "runs")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    [naive] = runs.glob("*-naive-*")
+    copy_runs(naive, alone / naive.name)
+    out = tmp_path / "out"
+    assert tables.main(["--runs", str(alone), "--out", str(out)]) == 0
+    return runs, out, files_of(out)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_tables_interrupted_midway_leave_the_previous_ones_whole(tables, finished, tmp_path,
+                                                                 capsys, monkeypatch):
+    runs, out, before = tables_before(finished, tables, tmp_path)
+    capsys.readouterr()
+    from cl_binvae.report import figures
+
+    def interrupted(runs, folder, note):  # Ctrl-C once the tables are written, mid-figures
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "half.png").write_bytes(b"half a figure")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figures, "write_figures", interrupted)
+    assert tables.main(["--runs", str(runs), "--out", str(out)]) == 130
+    assert capsys.readouterr().err == ("make_tables.py: interrupted; the previous tables are as "
+                                       "they were\n")
+    assert files_of(out) == before and not list(out.rglob(".*"))
+
+
+def test_tables_killed_by_sigterm_leave_the_previous_ones_whole(tables, finished, tmp_path,
+                                                                 data_root):
+    runs, out, before = tables_before(finished, tables, tmp_path)
+    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "make_tables.py"),
+                             "--runs", str(runs), "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob(".staging*/*")) and time.time() < deadline:
+        time.sleep(0.01)  # until it is writing
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert err == "make_tables.py: interrupted; the previous tables are as they were\n"
+    assert files_of(out) == before and not list(out.rglob(".*"))
+
+
+def test_what_a_killed_make_tables_left_is_removed_and_nothing_else(tables, finished,
+                                                                    tmp_path):
+    runs, out, _ = tables_before(finished, tables, tmp_path)
+    left = [out / ".staging.cl_binvae-tmp-abcd1234", out / ".table_x.tmp-abcd1234.md",
+            out / "figures" / ".a.png.cl_binvae-tmp-abcd1234.png"]
+    mine = [out / ".staging-notes", out / ".notes.tmp-abcd1234.md", out / "figures" / ".mine"]
+    left[0].mkdir()
+    (left[0] / "table.md").write_text("half")
+    mine[0].mkdir()
+    for path in [*left[1:], *mine[1:]]:
+        path.write_text("x")
+    assert tables.main(["--runs", str(runs), "--out", str(out)]) == 0
+    assert not any(path.exists() for path in left) and all(path.exists() for path in mine)
+
+
+def test_tables_name_an_unregistered_method_and_the_import_flag(tables, finished, tmp_path,
+                                                                capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed, source in enumerate(finished.glob("*-naive-*")):
+        mine = copy_runs(source, runs / f"{source.name}{seed}")
+        config = json.loads((mine / "config.json").read_text())
+        config["run"]["strategy"] = "si_mine"  # as a user's method file would have it
+        (mine / "config.json").write_text(json.dumps(config))
+    code = tables.main(["--runs", str(runs), "--out", str(tmp_path / "out")])
+    assert one_line_error(capsys, code) == (
+        f"make_tables.py: error: runs root {runs} holds no finished run but runs of methods "
+        "not registered here: si_mine (1 runs); give the file that registers them with "
+        "--import")
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
 def test_a_write_killed_midway_keeps_the_previous_file(tmp_path):
     table = tmp_path / "table.md"
     write_text(table, "the good table\n")
@@ -244,6 +329,25 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, data_root):
     checkpoint.save(tmp_path / "progress.pt", "0123456789ab", strategy, checkpoint.Progress())
     with pytest.raises(ValueError, match="checkpoint of run 0123456789ab, not"):
         checkpoint.load(tmp_path / "progress.pt", run.run_id, strategy, "cpu")
+
+
+def test_sigterm_stops_the_driver_with_its_own_line_last(finished, tmp_path, data_root):
+    out = tmp_path / "runs"
+    env = {**os.environ, "CL_BINVAE_DATA": str(data_root)}
+    args = [sys.executable, str(RUN), *TINY, "--iterations", "40", "--strategy", "dgr",
+            "--out", str(out)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 300
+    while not list(out.glob("*/progress.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1].startswith("run.py: interrupted; finished experiences")
+    assert "Traceback" not in err
+    [run] = out.iterdir()
+    assert (run / "progress.pt").exists() and not list(run.glob(".*"))
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_uninterrupted_numbers(finished, tmp_path,

@@ -38,20 +38,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ``OSError`` that names no file (a full disk, say) is raised naming ``path``.
     """
     path = Path(path)
+    tmp = temporary_beside(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=path.suffix,
-                                   dir=path.parent)
-    except OSError as err:
-        raise _naming(err, path) from None
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except OSError as err:
         raise _naming(err, path) from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """A new empty file in ``path``'s folder, named as the suite's temporary files are
+    (``is_temporary``), with the usual permissions; the caller moves or removes it."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARK}", suffix=path.suffix,
+                                   dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+    except OSError as err:
+        raise _naming(err, path) from None
+    return Path(tmp)
 
 
 def is_temporary(name: str, earlier: Callable[[str], bool] = lambda name: False) -> bool:
