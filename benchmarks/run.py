@@ -117,7 +117,8 @@ def _parser(with_methods: bool, add_help: bool = True) -> argparse.ArgumentParse
     p.add_argument("--data-root", type=path_argument,
                    help="folder with mnist.npz / cifar10.npz (default: $CL_BINVAE_DATA, else a "
                         "per-user cache, filled by a torchvision download when missing)")
-    p.add_argument("--out", default="runs", type=path_argument, help="folder for run directories (default: runs)")
+    p.add_argument("--out", default="runs", type=path_argument,
+                   help="folder for run directories (default: runs)")
     p.add_argument("--workers", type=int,
                    help="run in parallel on a local Ray with this many workers (needs the "
                         "'ray' extra)")

@@ -318,17 +318,21 @@ def test_a_corrupt_checkpoint_means_starting_over_with_the_same_numbers(driver, 
     assert not (run / "progress.pt").exists()
 
 
-def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path, data_root):
+def test_a_checkpoint_of_another_run_or_of_nothing_is_not_resumed(tmp_path, data_root):
     from cl_binvae.suite import checkpoint
-    from cl_binvae.suite.experiment import build_strategy
+    from cl_binvae.suite.experiment import _resume_problem, build_strategy
     from cl_binvae.suite.run_config import RunConfig
     from cl_binvae.suite.streams import build_stream
 
     run = RunConfig(strategy="naive", iterations=6, n_experiences=2)
-    strategy = build_strategy(run, build_stream(run.stream_config(), data_root), "cpu")
+    stream = build_stream(run.stream_config(), data_root)
+    strategy = build_strategy(run, stream, "cpu")
     checkpoint.save(tmp_path / "progress.pt", "0123456789ab", strategy, checkpoint.Progress())
     with pytest.raises(ValueError, match="checkpoint of run 0123456789ab, not"):
         checkpoint.load(tmp_path / "progress.pt", run.run_id, strategy, "cpu")
+    checkpoint.save(tmp_path / "progress.pt", run.run_id, strategy, checkpoint.Progress())
+    assert _resume_problem(run, stream, "cpu", tmp_path / "progress.pt") == \
+        "cannot resume (the checkpoint holds no finished experience)"
 
 
 def test_sigterm_stops_the_driver_with_its_own_line_last(finished, tmp_path, data_root):

@@ -227,6 +227,8 @@ def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) ->
     except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
         return f"cannot resume ({type(err).__name__}: {' '.join(str(err).split())})"
     last = len(snapshot["progress"].rows) - 1
+    if last < 0:
+        return "cannot resume (the checkpoint holds no finished experience)"
     _seed_everything(run.seed)
     check = build_strategy(run, stream, device)
     if last <= 0:  # as the run began: its fresh model's accuracies, then the first experience
