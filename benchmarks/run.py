@@ -15,24 +15,30 @@ benchmarks/make_tables.py` makes the tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
+import os
 import re
 import socket
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 from cl_binvae.suite.cli import (
     OneLineParser,
+    Terminated,
     check_device_name,
     check_writable,
     fail,
     import_methods,
+    path_argument,
     quiet_dependency_warnings,
     resolve_device,
     resolve_import,
+    sigterm_interrupts,
 )
 from cl_binvae.suite.config import LOGGERS, SCENARIOS, STREAMS
 from cl_binvae.suite.presets import PRESETS
@@ -64,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag} must be >= 1, got {value}")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > 4 * cores:
+        p.error(f"--threads {args.threads} is more than 4x this machine's {cores} cores (at "
+                f"most {4 * cores})")
     try:
         check_device_name(args.device)
     except ValueError as err:
@@ -78,13 +88,14 @@ def _parser(with_methods: bool, add_help: bool = True) -> argparse.ArgumentParse
     methods = "; ".join(f"{m.name} ({m.description})" for m in METHODS.values())
     p = OneLineParser(prog=PROG, description=__doc__, add_help=add_help,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stream", default="split_mnist",
+    p.add_argument("--stream", default="split_mnist", type=path_argument,
                    help=f"one of {', '.join(STREAMS)}, or a .npz file with x_train, y_train, "
                         "x_test, y_test (default: split_mnist)")
     p.add_argument("--strategy", nargs="+", default=DEFAULT_STRATEGIES, metavar="NAME",
                    help=f"registered methods: {methods}; add your own with --import "
                         f"(default: {' '.join(DEFAULT_STRATEGIES)})")
     p.add_argument("--import", dest="imports", nargs="+", default=[], metavar="FILE_OR_MODULE",
+                   type=path_argument,
                    help="a .py file or module that registers methods with "
                         "@cl_binvae.register_method (see README)")
     p.add_argument("--scenario", nargs="+", default=["class"], choices=SCENARIOS,
@@ -103,10 +114,11 @@ def _parser(with_methods: bool, add_help: bool = True) -> argparse.ArgumentParse
                         "directory), tensorboard, wandb (extras) (default: none)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--data-root",
+    p.add_argument("--data-root", type=path_argument,
                    help="folder with mnist.npz / cifar10.npz (default: $CL_BINVAE_DATA, else a "
                         "per-user cache, filled by a torchvision download when missing)")
-    p.add_argument("--out", default="runs", help="folder for run directories (default: runs)")
+    p.add_argument("--out", default="runs", type=path_argument,
+                   help="folder for run directories (default: runs)")
     p.add_argument("--workers", type=int,
                    help="run in parallel on a local Ray with this many workers (needs the "
                         "'ray' extra)")
@@ -190,18 +202,39 @@ def _settings_sweep(method: Method, given: dict[str, Any]) -> list[Any]:
 
 
 def check_ray_address(address: str) -> None:
-    """``ValueError`` unless ``host:port`` answers within ``RAY_TIMEOUT_S`` ('auto' passes)."""
+    """``ValueError`` unless ``host:port`` answers within ``RAY_TIMEOUT_S`` as a Ray head
+    does ('auto' passes): a port that is open but not Ray would have ``ray.init`` retry for
+    ever. A Ray head (its GCS, or a Ray client server) speaks gRPC, so HTTP/2: sent the
+    client's preface, it answers with a SETTINGS frame."""
     if address == "auto":
         return
     match = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", address)
     if match is None:
         raise ValueError(f"--ray-address must be host:port, ray://host:port or auto, "
                          f"got {address!r}")
+    deadline = time.monotonic() + RAY_TIMEOUT_S
     try:
-        socket.create_connection((match[1], int(match[2])), timeout=RAY_TIMEOUT_S).close()
+        conn = socket.create_connection((match[1], int(match[2])), timeout=RAY_TIMEOUT_S)
     except OSError as exc:
         raise ValueError(f"--ray-address {address} does not answer within "
                          f"{RAY_TIMEOUT_S:g} s ({exc.strerror or exc})") from None
+    header = b""
+    with conn, contextlib.suppress(OSError):  # a reset or a timeout: no handshake
+        conn.sendall(_HTTP2_PREFACE)
+        while len(header) < 9 and (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                break
+            header += chunk
+    if len(header) < 9 or header[3] != _SETTINGS or header[5:9] != bytes(4):
+        raise ValueError(f"--ray-address {address} answers, but not as a Ray head (no gRPC "
+                         f"handshake within {RAY_TIMEOUT_S:g} s)")
+
+
+_SETTINGS = 0x4  # the HTTP/2 frame type a server's preface starts with
+# The client's preface, then an empty SETTINGS frame: 3 bytes of length, type, flags, stream 0.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(3) + bytes([_SETTINGS]) + bytes(5)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,11 +265,14 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         parallel = args.workers is not None or args.ray_address is not None
-        results = (_run_on_ray if parallel else _run_sequentially)(runs, args, device)
-    except KeyboardInterrupt:
+        with sigterm_interrupts():  # SIGTERM, like Ctrl-C, keeps what is finished
+            results = (_run_on_ray if parallel else _run_sequentially)(runs, args, device)
+    except KeyboardInterrupt as interrupt:
         print(f"{PROG}: interrupted; finished experiences are kept: rerun the same command "
               "to resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(interrupt, Terminated) else 130
+    except MemoryError as exc:  # before any run: the data, or a stream to check
+        return fail(PROG, f"out of memory before the first run ({_memory_error(exc)})")
     except (ValueError, OSError, ImportError) as exc:
         return fail(PROG, exc)
     print("\nFinal average accuracy, average forgetting and BWT (%), mean ± sd (n seeds):")
@@ -248,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [(run, results[run.run_id]) for run in runs
               if isinstance(results.get(run.run_id), RunFailed)]
     for run, failure in failed:
-        fail(PROG, f"{run.scenario}-IL {run.method} seed {run.seed}: {failure} "
+        fail(PROG, f"{_named(run)}: {failure} "
                    f"({len(failed)} of {len(runs)} runs failed; the others ran)")
     return 2 if failed else 0
 
@@ -259,12 +295,35 @@ def _execute(run: RunConfig, out: str | Path, data_root: str | None, device: str
     """``execute_run``'s metrics (None: another driver holds the run), or the ``RunFailed``
     of a run that failed on its own, returned so that the sweep goes on (and Ray hands it
     back as a value, not as its own error)."""
-    from cl_binvae.suite.experiment import RunFailed, execute_run
+    from cl_binvae.suite.experiment import (
+        OutOfResources,
+        RunFailed,
+        execute_run,
+        out_of_resources,
+    )
 
     try:
         return execute_run(run, out, data_root, device, progress=progress, loggers=loggers)
     except RunFailed as exc:
         return exc
+    except Exception as exc:
+        if not out_of_resources(exc):
+            raise
+        # The machine's limit, which the next run would meet too: the sweep stops here.
+        what = " ".join(str(exc).split()) if isinstance(exc, OSError) else \
+            f"out of memory ({_memory_error(exc)}); run fewer workers or threads, or a " \
+            "smaller stream"
+        raise OutOfResources(f"{_named(run)}: {what}") from None
+
+
+def _memory_error(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[:1]
+    return ": ".join([type(exc).__name__, *first])
+
+
+def _named(run: RunConfig) -> str:
+    """A run as the driver's lines name it."""
+    return f"{run.scenario}-IL {run.method} seed {run.seed}"
 
 
 def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
@@ -274,8 +333,7 @@ def _run_sequentially(runs: list[RunConfig], args: argparse.Namespace,
     results = {}
     for k, run in enumerate(runs, 1):
         state = "done already" if finished_metrics(run, args.out) else "running"
-        print(f"[{k}/{len(runs)}] {run.scenario}-IL {run.method} seed {run.seed}: {state}",
-              flush=True)
+        print(f"[{k}/{len(runs)}] {_named(run)}: {state}", flush=True)
         results[run.run_id] = result = _execute(run, args.out, args.data_root, device,
                                                 not args.no_progress, args.logger)
         if isinstance(result, RunFailed):
@@ -329,8 +387,7 @@ def _run_on_ray(runs: list[RunConfig], args: argparse.Namespace,
                 outcome = f"failed: {metrics}"
             else:
                 outcome = f"final accuracy {metrics.final_avg_accuracy:.3f}"
-            print(f"[{len(results)}/{len(runs)}] {run.scenario}-IL {run.method} seed "
-                  f"{run.seed}: {outcome}", flush=True)
+            print(f"[{len(results)}/{len(runs)}] {_named(run)}: {outcome}", flush=True)
         return results
     finally:
         ray.shutdown()

@@ -131,11 +131,11 @@ def test_a_checkpoint_between_experiences_gives_the_same_scores(four_digits, tmp
     s = stream(four_digits)
     straight = classifier_strategy(s, prior="fitted", r=1.0)
     straight.train(s.benchmark.train_stream[0])
-    checkpoint.save(tmp_path / "progress.pt", straight, checkpoint.Progress())
+    checkpoint.save(tmp_path / "progress.pt", "run", straight, checkpoint.Progress())
     straight.train(s.benchmark.train_stream[1])
 
     resumed = classifier_strategy(s, prior="fitted", r=1.0)
-    checkpoint.load(tmp_path / "progress.pt", resumed, "cpu")
+    checkpoint.load(tmp_path / "progress.pt", "run", resumed, "cpu")
     assert resumed.model.classes == [(0, 0), (0, 1)]
     resumed.train(s.benchmark.train_stream[1])
     x = torch.cat([e.dataset.eval()[0][0].unsqueeze(0) for e in s.benchmark.test_stream])

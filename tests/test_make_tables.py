@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from matplotlib.image import imsave
 
 from cl_binvae.report.tables import Group
+from cl_binvae.suite.metrics import summarize_matrix
 from cl_binvae.suite.registry import get_method
 from cl_binvae.suite.replay_settings import ReplaySettings
 from cl_binvae.suite.run_config import RunConfig
@@ -38,30 +40,34 @@ _spec.loader.exec_module(make_tables)
 
 def write_run(
     root: Path, name: str, strategy: str, seed: int, final: float,
-    forgetting: float | None = None, bwt: float | None = None, r: float = 0.0,
-    distill: bool = False, scenario: str = "class", matrix: np.ndarray | None = None,
-    samples: bool = False, iterations: int | None = None, **settings: object,
+    forgetting: float | None = None, r: float = 0.0,
+    distill: bool = False, scenario: str = "class", samples: bool = False, iterations: int | None = None, **settings: object,
 ) -> Path:
-    """Write a finished run folder with the given numbers, as benchmarks/run.py would."""
+    """Write a finished run folder ``<name>-<run id>`` as benchmarks/run.py would: every
+    experience but the last at ``final + forgetting``, the last at ``final`` (so forgetting
+    is ``forgetting`` and BWT its negative), metrics computed from that matrix."""
     replays = get_method(strategy).replays
     common = {key: settings.pop(key) for key in ("preset", "stream") if key in settings}
     settings.setdefault("prior", "mixture")  # the prior of the runs these tables model
     run = RunConfig(strategy=strategy, seed=seed, scenario=scenario, iterations=iterations,
                     settings=ReplaySettings(r=r, distill=distill, **settings) if replays
                     else None, **common)
-    directory = RunDirectory(root / name)
+    directory = RunDirectory(root / f"{name}-{run.run_id}")
     directory.path.mkdir(parents=True)
-    directory.write_record(RunRecord(run_id=run.run_id, run=run, protocol={"epochs": 1},
+    protocol = json.loads(json.dumps(run.describe()["protocol"]))
+    directory.write_record(RunRecord(run_id=run.run_id, run=run, protocol=protocol,
                                      git_commit="abc", versions={}, device="cpu"))
     joint = run.method_record.joint
-    if matrix is None:
-        matrix = np.full((1 if joint else T, T), 0.5)
-        matrix[-1] = final
+    matrix = np.full((1 if joint else T, T), final + (forgetting or 0.0))
+    matrix[-1] = final
     diagnostics = [{"experience": i, "recon": 100.0} for i in range(len(matrix))] \
         if replays else []
-    metrics = RunMetrics(final_avg_accuracy=final, avg_forgetting=forgetting, bwt=bwt, fwt=None,
-                         avg_accuracy_per_step=None if joint else [0.9, 0.7, final],
-                         n_experiences=T, wall_clock_s=1.0)
+    # The matrix's own numbers; the final accuracy as given, which the mean of its last row
+    # matches to rounding, so that the means worked out by hand below are exact.
+    summary = summarize_matrix(matrix, np.zeros(T)) | {"final_avg_accuracy": final}
+    if joint:
+        summary["avg_accuracy_per_step"] = None
+    metrics = RunMetrics(**summary, n_experiences=T, wall_clock_s=1.0)
     directory.write_results(matrix, joint, metrics, diagnostics)
     if samples:
         for i in range(T):
@@ -69,28 +75,49 @@ def write_run(
     return directory.path
 
 
+def named(root: Path, name: str) -> Path:
+    """The run folder ``write_run`` wrote as ``name`` under ``root``."""
+    [path] = root.glob(f"{name}-" + "?" * 12)
+    return path
+
+
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")
-    write_run(root, "naive0", "naive", 0, 0.30, 0.6, -0.6)
-    write_run(root, "naive1", "naive", 1, 0.34, 0.5, -0.5)
-    write_run(root, "er0", "er", 0, 0.70, 0.2, -0.2)
-    write_run(root, "dgr0", "dgr", 0, 0.60, 0.3, -0.3, samples=True)
-    write_run(root, "bin_a0", "binvae_gr", 0, 0.80, 0.10, -0.10, r=0.5, samples=True)
-    write_run(root, "bin_a1", "binvae_gr", 1, 0.82, 0.12, -0.12, r=0.5)
-    write_run(root, "bin_a2", "binvae_gr", 2, 0.87, 0.08, -0.08, r=0.5)
-    write_run(root, "bin_b0", "binvae_gr", 0, 0.75, 0.20, -0.20, r=0.25, samples=True)
-    write_run(root, "bin_d0", "binvae_gr", 0, 0.90, 0.05, -0.05, r=0.5, distill=True)
+    write_run(root, "naive0", "naive", 0, 0.30, 0.6)
+    write_run(root, "naive1", "naive", 1, 0.34, 0.5)
+    write_run(root, "er0", "er", 0, 0.70, 0.2)
+    write_run(root, "dgr0", "dgr", 0, 0.60, 0.3, samples=True)
+    write_run(root, "bin_a0", "binvae_gr", 0, 0.80, 0.10, r=0.5, samples=True)
+    write_run(root, "bin_a1", "binvae_gr", 1, 0.82, 0.12, r=0.5)
+    write_run(root, "bin_a2", "binvae_gr", 2, 0.87, 0.08, r=0.5)
+    write_run(root, "bin_b0", "binvae_gr", 0, 0.75, 0.20, r=0.25, samples=True)
+    write_run(root, "bin_d0", "binvae_gr", 0, 0.90, 0.05, r=0.5, distill=True)
     write_run(root, "joint0", "joint", 0, 0.95)
     write_run(root, "joint1", "joint", 1, 0.97)
-    write_run(root, "task_er0", "er", 0, 0.99, 0.01, -0.01, scenario="task")
+    write_run(root, "task_er0", "er", 0, 0.99, 0.01, scenario="task")
     # Bad folders, each to be reported and left out of n.
     (write_run(root, "bad_unfinished", "naive", 2, 0.0) / "metrics.json").unlink()
     (write_run(root, "bad_json", "naive", 3, 0.0) / "config.json").write_text('{"run": ')
-    nan = write_run(root, "bad_nan", "er", 1, 0.5, 0.2, -0.2) / "metrics.json"
-    nan.write_text(nan.read_text().replace('"bwt": -0.2', '"bwt": NaN'))
-    write_run(root, "bad_shape", "er", 2, 0.5, 0.2, -0.2, matrix=np.full((2, T), 0.5))
+    nan = write_run(root, "bad_nan", "er", 1, 0.5, 0.2) / "metrics.json"
+    nan.write_text(re.sub(r'"bwt": [^,]+', '"bwt": NaN', nan.read_text()))
+    shape = write_run(root, "bad_shape", "er", 2, 0.5, 0.2) / "accuracy_matrix.csv"
+    shape.write_text("\n".join(shape.read_text().splitlines()[:-1]) + "\n")  # a row short
+    # Files that parse but do not agree with each other or with the folder's name.
+    edit_json(write_run(root, "bad_edited_metrics", "naive", 4, 0.3, 0.6) / "metrics.json",
+              lambda metrics: metrics | {"avg_forgetting": 0.0, "bwt": 0.0})
+    matrix = write_run(root, "bad_edited_matrix", "naive", 5, 0.3, 0.6) / "accuracy_matrix.csv"
+    matrix.write_text(matrix.read_text().replace("0,0.900000", "0,0.950000", 1))
+    copied = write_run(root, "bad_copied", "er", 3, 0.7, 0.2)
+    copied.rename(root / f"bad_copied-{named(root, 'naive0').name[-12:]}")
+    edit_json(write_run(root, "bad_edited_config", "binvae_gr", 3, 0.8, 0.1, r=0.5) /
+              "config.json", lambda config: config | {"run": config["run"] | {"r": 1.0}})
     return root
+
+
+def edit_json(path: Path, edit) -> None:
+    """Rewrite the JSON file at ``path`` as ``edit`` changes it, as a user's editor would."""
+    path.write_text(json.dumps(edit(json.loads(path.read_text())), indent=2))
 
 
 def run_main(*argv: str) -> tuple[int, str]:
@@ -148,19 +175,38 @@ def test_markdown_latex_and_index(tabulated: tuple[Path, str]) -> None:
     assert r"\caption{split\_mnist / class / paper preset" in latex
     assert (out / "table_split_mnist_task_paper.csv").exists()
     index = pd.read_csv(out / "runs_index.csv")
-    assert sorted(Path(p).name for p in index["path"]) == sorted(
+    assert sorted(Path(p).name[:-13] for p in index["path"]) == sorted(
         ["naive0", "naive1", "er0", "dgr0", "bin_a0", "bin_a1", "bin_a2", "bin_b0", "bin_d0",
          "joint0", "joint1", "task_er0"])
 
 
 def test_bad_runs_are_reported_and_left_out(tabulated: tuple[Path, str]) -> None:
     lines = tabulated[1].splitlines()
-    for folder, reason in [("bad_unfinished", "unfinished"), ("bad_json", "not valid JSON"),
-                           ("bad_nan", "not a finite number"),
-                           ("bad_shape", "not a 3 x 3 accuracy matrix")]:
-        assert [line for line in lines if f"{folder}:" in line and reason in line], folder
+    for folder, reason in [
+            ("bad_unfinished", "unfinished"), ("bad_json", "not valid JSON"),
+            ("bad_nan", "not a finite number"), ("bad_shape", "not a 3 x 3 accuracy matrix"),
+            ("bad_edited_metrics", ("metrics.json and accuracy_matrix.csv disagree: "
+                                    "avg_forgetting is 0.0 in one and 0.6")),
+            ("bad_edited_matrix", "metrics.json and accuracy_matrix.csv disagree"),
+            ("bad_copied", "config.json: it records run"),
+            ("bad_edited_config", "config.json: its run and protocol do not hash to its run_id")]:
+        assert [line for line in lines if f"/{folder}-" in line and reason in line], folder
     index = pd.read_csv(tabulated[0] / "runs_index.csv")
     assert not index["path"].str.contains("bad").any()
+
+
+def test_a_run_whose_name_is_not_utf8_is_skipped_alone(runs_root: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(runs_root, runs)
+    naive = named(runs, "naive0")
+    odd = naive.with_name(os.fsdecode(b"naive\xff-") + naive.name[-12:])
+    naive.rename(odd)
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"))
+    assert status == 0, stderr
+    [line] = [x for x in stderr.splitlines() if "UTF-8" in x]
+    assert line == f"make_tables.py: skipping {odd}: the run's directory name is not UTF-8; " \
+                   "rename it and rerun"
+    assert len(pd.read_csv(tmp_path / "out" / "runs_index.csv")) == 11
 
 
 def test_figures_are_written(tabulated: tuple[Path, str]) -> None:
@@ -192,8 +238,7 @@ def test_no_figures_and_duplicate_runs(runs_root: Path, tmp_path: Path) -> None:
 
 def test_root_without_finished_runs_exits_2(runs_root: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
-    write_run(empty, "unfinished", "naive", 0, 0.5)
-    (empty / "unfinished" / "metrics.json").unlink()
+    (write_run(empty, "unfinished", "naive", 0, 0.5) / "metrics.json").unlink()
     status, stderr = run_main("--runs", str(runs_root), str(empty), "--out", str(tmp_path / "b"))
     assert status == 2
     assert "holds no finished run" in stderr.splitlines()[-1]
@@ -290,7 +335,7 @@ def test_a_group_without_pairs_or_generators_now_loses_their_old_files(tmp_path:
     assert run_main("--runs", str(runs), "--out", str(out), "--no-figures")[0] == 0
     assert all(path.exists() for path in old)
     for name in ("bin0", "bin1", "dgr0", "dgr1"):
-        shutil.rmtree(runs / name)
+        shutil.rmtree(named(runs, name))
     status, stderr = run_main("--runs", str(runs), "--out", str(out), "--no-figures")
     assert status == 0 and not any(path.exists() for path in old)
     assert stderr.count("removed ") == 3

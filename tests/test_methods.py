@@ -86,6 +86,8 @@ def test_an_import_resolves_alike_in_the_driver_and_in_ray_workers(tmp_path, mon
     (None, "no_such_package.methods", "no such module"),
     ("raise RuntimeError('boom')", "boom.py", "raised RuntimeError: boom"),
     ("x = 1", "nothing.py", "registered no method"),
+    ("import sys\nsys.exit(0)", "exits.py", "called sys.exit(0); a methods file registers"),
+    ("print('hello')\n" + TOY, "chatty.py", "printed to stdout ('hello')"),
     ("import not_a_module_anywhere", "broken.py", "No module named 'not_a_module_anywhere'"),
     ("x = 1", "methods.txt", "give a .py file or a module name"),
 ])
@@ -166,7 +168,8 @@ def test_a_users_method_runs_resumes_and_is_tabulated(tmp_path, cli, interrupt_d
     # Without the import, the toy runs cannot be read: reported, not fatal.
     bare = cli("make_tables", "--runs", str(interrupted), "--out", str(tmp_path / "bare"),
                "--no-figures")
-    assert bare.returncode == 0 and "unknown method 'toy'" in bare.stderr
+    assert bare.returncode == 0 and "methods not registered here: toy (1 runs); give the file " \
+        "that registers them with --import" in bare.stderr
 
 
 def test_the_readme_example_is_the_tested_file_and_runs(tmp_path, cli):

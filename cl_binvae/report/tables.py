@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,14 @@ from cl_binvae.suite.atomic import write_text
 from cl_binvae.suite.config import StreamConfig
 from cl_binvae.suite.presets import protocol_for
 from cl_binvae.suite.run_config import REPLAY_RECORD, RunConfig
-from cl_binvae.suite.rundir import Notify, RunDirectory, RunError, RunMetrics, RunRecord
+from cl_binvae.suite.rundir import (
+    Notify,
+    RunDirectory,
+    RunError,
+    RunMetrics,
+    RunRecord,
+    UnknownMethod,
+)
 
 #: Table metrics, in column order, with their display names.
 TABLE_METRICS = {
@@ -138,10 +146,17 @@ def load_runs(roots: Sequence[Path], report: Notify) -> list[Run]:
             raise ResultsError(f"runs root {root} does not exist or is not a folder")
     runs: dict[tuple, Run] = {}
     for root in roots:
-        n_finished = 0
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        n_finished, unknown = 0, Counter()
+        for folder in sorted(root.iterdir()):
+            if not folder.is_dir():
+                if folder.is_symlink():
+                    report(f"skipping {folder}: a symbolic link that loops or leads nowhere")
+                continue
             try:
                 run = load_run(folder)
+            except UnknownMethod as err:  # said once for them all, below
+                unknown[err.method] += 1
+                continue
             except (RunError, OSError) as err:  # OSError: a folder we may not read
                 report(f"skipping {folder}: {err}")
                 continue
@@ -151,6 +166,13 @@ def load_runs(roots: Sequence[Path], report: Notify) -> list[Run]:
                 report(f"skipping {folder}: same method and seed as {runs[key].path}")
                 continue
             runs[key] = run
+        if unknown:
+            methods = ", ".join(f"{name} ({n} runs)" for name, n in sorted(unknown.items()))
+            line = (f"runs of methods not registered here: {methods}; give the file that "
+                    "registers them with --import")
+            if n_finished == 0:
+                raise ResultsError(f"runs root {root} holds no finished run but {line}")
+            report(f"skipping {root}'s {line}")
         if n_finished == 0:
             raise ResultsError(f"runs root {root} holds no finished run")
     return sorted(runs.values(),
@@ -376,16 +398,18 @@ _README_BLOCK = re.compile(
     r"(<!-- table: (?P<path>\S+) -->\n)(?:(?!<!-- table: ).)*?(<!-- /table -->)", re.DOTALL)
 
 
-def refresh_readme(readme: Path) -> list[str]:
-    """Fill every block between ``<!-- table: PATH -->`` and ``<!-- /table -->`` in
-    ``readme`` with the Markdown table at PATH (relative to the readme), without its heading,
-    so that the tables a README shows are the generated ones. Written atomically; returns
-    the paths it filled. ``OSError`` for a table that is missing, ``ValueError`` (and nothing
-    written) where the markers do not pair up."""
+def fill_readme(readme: Path, read_path: Callable[[Path], Path] = lambda path: path
+                ) -> tuple[str, list[str]]:
+    """``readme``'s text with every block between ``<!-- table: PATH -->`` and
+    ``<!-- /table -->`` filled with the Markdown table at PATH (relative to the readme, read
+    where ``read_path`` says: tables about to replace those there), without its heading, so
+    that the tables a README shows are the generated ones; and the paths it filled.
+    ``OSError`` for a table that is missing, ``ValueError`` where the markers do not pair
+    up."""
     text = readme.read_text(encoding="utf-8")
 
     def table(match: re.Match) -> str:
-        body = (readme.parent / match["path"]).read_text(encoding="utf-8")
+        body = read_path(readme.parent / match["path"]).read_text(encoding="utf-8")
         body = body.split("\n", 1)[1].lstrip("\n") if body.startswith("## ") else body
         return match[1] + body + match[3]
 
@@ -393,10 +417,7 @@ def refresh_readme(readme: Path) -> list[str]:
     if not len(filled) == text.count("<!-- table: ") == text.count("<!-- /table -->"):
         raise ValueError(f"{readme}: every <!-- table: PATH --> needs its own <!-- /table --> "
                          "before the next block starts; nothing was filled")
-    new = _README_BLOCK.sub(table, text)
-    if new != text:
-        write_text(readme, new)
-    return filled
+    return _README_BLOCK.sub(table, text), filled
 
 
 def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list[Path]:
@@ -405,7 +426,7 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
     differences close the group's Markdown table; where it has generator methods,
     ``generators_<group>.{md,csv}`` with their diagnostics after the last experience; where
     it has methods that diagnose themselves, ``diagnostics_<group>.{md,csv}`` (an earlier
-    file of a group that has no such runs now is removed).
+    such file of a group that has no runs for it now is ``stale_files``).
 
     The output depends only on the runs (fixed float format, sorted rows), so re-running on
     the same runs gives byte-identical files. Each file is written atomically.
@@ -416,10 +437,8 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
     for group, members in by_group(runs).items():
         table = summary_table(members)
         paths = [out / f"table_{group.slug}{suffix}" for suffix in (".csv", ".md", ".tex")]
-        paired_path = out / f"paired_{group.slug}.csv"
-        generator_paths = [out / f"generators_{group.slug}{suffix}" for suffix in (".csv", ".md")]
-        diagnostics_paths = [out / f"diagnostics_{group.slug}{suffix}"
-                             for suffix in (".csv", ".md")]
+        paired_path, *diagnosed = _optional_files(group, out)
+        generator_paths, diagnostics_paths = diagnosed[:2], diagnosed[2:]
         paired = paired_differences(members)
         markdown = to_markdown(table, group.title)
         if len(paired):
@@ -438,13 +457,26 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
                                                                 float_format="%.6f"))
             write_text(diagnostics_paths[1], method_diagnostics_markdown(diagnostics,
                                                                          group.title))
-        # A group that no longer has such runs must not keep an earlier run set's file.
-        for stale in (paired_path, *generator_paths, *diagnostics_paths):
-            if stale not in paths and stale.exists():
-                stale.unlink()
-                report(f"removed {stale}: {group.title} has no runs for it now")
         write_text(paths[0], table.to_csv(index=False, float_format="%.6f"))
         write_text(paths[1], markdown)
         write_text(paths[2], to_latex(table, group.title))
         written += paths
     return written
+
+
+def stale_files(runs: Sequence[Run], out: Path, written: Iterable[Path]
+                ) -> list[tuple[Path, str]]:
+    """The files in ``out`` of an earlier run set that the tables ``written`` now leave out:
+    a group's paired differences or diagnostics when it has no runs for them now (a group
+    must not keep an earlier run set's file); each with the reason."""
+    names = {path.name for path in written}
+    return [(path, f"{group.title} has no runs for it now") for group in by_group(runs)
+            for path in _optional_files(group, out) if path.name not in names and path.exists()]
+
+
+def _optional_files(group: Group, out: Path) -> list[Path]:
+    """A group's files that only some run sets have: paired differences, then generator and
+    method diagnostics (.csv, .md)."""
+    return [out / f"paired_{group.slug}.csv",
+            *(out / f"{kind}_{group.slug}{suffix}"
+              for kind in ("generators", "diagnostics") for suffix in (".csv", ".md"))]

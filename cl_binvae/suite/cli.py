@@ -7,14 +7,17 @@ checks it before importing torch and Avalanche, so ``--help`` and flag errors co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import io
 import os
 import re
+import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,10 +31,42 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, as Ctrl-C raises KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While the body runs, SIGTERM raises ``Terminated``: a command ends on it as on
+    Ctrl-C, cleaning up and saying so in one line, instead of dying mid-write."""
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def fail(prog: str, error: BaseException | str) -> int:
     """Print ``error`` as one line, ``<prog>: error: ...``, on stderr; return exit code 2."""
     print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
     return 2
+
+
+def path_argument(value: str) -> str:
+    """argparse's ``type`` for a file or folder named on the command line: not empty (which
+    would mean the current folder) and UTF-8 (a name that is not cannot be written into a
+    run's record or a table)."""
+    if not value:
+        raise argparse.ArgumentTypeError("must name a file or folder, not be empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise argparse.ArgumentTypeError(f"{shown} is not a UTF-8 name; rename it") from None
+    return value
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -89,8 +124,8 @@ def import_methods(specs: Sequence[str]) -> list[str]:
     that it registers its methods; return the names it registered.
 
     A spec imported before in this process is skipped (Ray workers run many tasks). Raises
-    ``ValueError`` for a missing file or module, one that raises while importing, or one
-    that registers no method.
+    ``ValueError`` (and registers nothing) for a missing file or module, one that raises,
+    exits or prints to stdout while importing, or one that registers no method.
     """
     added: list[str] = []
     for spec in specs:
@@ -99,6 +134,29 @@ def import_methods(specs: Sequence[str]) -> list[str]:
             continue
         before = set(METHODS)
         try:
+            printed = _run_module(spec, name, path)
+            new = [m for m in METHODS if m not in before]
+            if printed:
+                raise ValueError(f"--import {spec} printed to stdout ({printed!r}); a methods "
+                                 "file registers methods and prints nothing")
+            if not new:
+                raise ValueError(f"--import {spec} registered no method; decorate a function "
+                                 "that builds a strategy with @cl_binvae.register_method(\"name\")")
+        except ValueError:
+            sys.modules.pop(name, None)  # as it was: nothing of a refused file stays
+            for method in set(METHODS) - before:
+                del METHODS[method]
+            raise
+        added += new
+    return added
+
+
+def _run_module(spec: str, name: str, path: Path | None) -> str:
+    """Import module ``name`` (from ``path``, a file, if given); return the first line it
+    printed to stdout. ``ValueError`` for one that cannot be imported, raises or exits."""
+    stdout = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(stdout):
             if path is None:
                 importlib.import_module(name)
             else:
@@ -106,21 +164,16 @@ def import_methods(specs: Sequence[str]) -> list[str]:
                 module = importlib.util.module_from_spec(loader_spec)
                 sys.modules[name] = module
                 loader_spec.loader.exec_module(module)
-        except ModuleNotFoundError as err:
-            sys.modules.pop(name, None)
-            if path is None and err.name == name.split(".")[0]:
-                raise ValueError(f"--import {spec}: no such module (or give a .py file)") \
-                    from None
-            raise ValueError(f"--import {spec} failed: {err}") from None
-        except Exception as err:  # noqa: BLE001 - whatever the user's file raises
-            sys.modules.pop(name, None)
-            raise ValueError(f"--import {spec} raised {type(err).__name__}: {err}") from None
-        new = [m for m in METHODS if m not in before]
-        if not new:
-            raise ValueError(f"--import {spec} registered no method; decorate a function that "
-                             "builds a strategy with @cl_binvae.register_method(\"name\")")
-        added += new
-    return added
+    except ModuleNotFoundError as err:
+        if path is None and err.name == name.split(".")[0]:
+            raise ValueError(f"--import {spec}: no such module (or give a .py file)") from None
+        raise ValueError(f"--import {spec} failed: {err}") from None
+    except SystemExit as err:  # a script's sys.exit() would end the driver having run nothing
+        raise ValueError(f"--import {spec} called sys.exit({err.code!r}); a methods file "
+                         "registers methods and does not exit") from None
+    except Exception as err:  # noqa: BLE001 - whatever the user's file raises
+        raise ValueError(f"--import {spec} raised {type(err).__name__}: {err}") from None
+    return next(iter(stdout.getvalue().strip().splitlines()), "")
 
 
 def resolve_import(spec: str) -> str:

@@ -12,6 +12,9 @@ SCENARIOS = ("class", "task", "domain")
 STREAMS = ("split_mnist", "permuted_mnist", "split_cifar10")
 _SOURCES = {"split_mnist": "mnist", "permuted_mnist": "mnist", "split_cifar10": "cifar10"}
 SOLVER_ARCHITECTURES = ("mlp", "conv")
+#: The most experiences a stream may have: after each one the solver is tested on all of
+#: them, T x T evaluations, which at 100 is already hours on a CPU.
+MAX_EXPERIENCES = 100
 #: Avalanche loggers the driver can attach, and the package each needs (None: always there).
 LOGGERS = {"text": None, "csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}
 
@@ -43,8 +46,10 @@ class StreamConfig:
         if self.name not in STREAMS and not self.name.endswith(".npz"):
             raise ValueError(f"unknown stream {self.name!r}; choose one of {STREAMS} or give "
                              "the path to a .npz file")
-        if self.n_experiences is not None and self.n_experiences < 1:
-            raise ValueError(f"n_experiences must be >= 1, got {self.n_experiences}")
+        if self.n_experiences is not None and not 1 <= self.n_experiences <= MAX_EXPERIENCES:
+            raise ValueError(f"n_experiences must be in [1, {MAX_EXPERIENCES}] (after each "
+                             "experience the solver is tested on all of them), got "
+                             f"{self.n_experiences}")
 
     @property
     def is_permuted(self) -> bool:

@@ -99,6 +99,14 @@ def load_dataset(name: str, root: str | os.PathLike | None = None) -> ArrayDatas
     )
 
 
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf on this platform
+        return None
+
+
 def export_torchvision_mnist(data: ArrayDataset, root: str | os.PathLike) -> Path:
     """Write MNIST arrays as torchvision's raw IDX files under ``<root>/MNIST/raw``.
 
@@ -122,6 +130,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     # np.load reports damage in many ways: not a zip at all, a truncated zip, a bad CRC, a
     # broken compressed stream or pickled data it refuses to load.
     try:
+        _check_fits_in_memory(path)
         archive = np.load(path, allow_pickle=False)
         if isinstance(archive, np.lib.npyio.NpzFile):
             with archive:
@@ -133,6 +142,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         f"{path} is corrupt or not a valid .npz archive ({reason}); replace it with one written "
         "by numpy.savez (a built-in dataset file can also be deleted to download it again)"
     )
+
+
+def _check_fits_in_memory(path: Path) -> None:
+    """``DataError`` for an archive whose arrays, decompressed, would take more than half of
+    this machine's memory (a small file can hold a huge array of zeros): its zip directory
+    says their sizes before anything is read."""
+    if not zipfile.is_zipfile(path):
+        return  # np.load says what it is
+    with zipfile.ZipFile(path) as archive:
+        need = sum(info.file_size for info in archive.infolist())
+    have = physical_memory()
+    if have and need > have // 2:
+        raise DataError(f"{path} holds {need / 2**30:.1f} GiB of arrays once decompressed, more "
+                        f"than half of this machine's {have / 2**30:.1f} GiB")
 
 
 def _validate(name: str, arrays: dict[str, np.ndarray], path: Path) -> ArrayDataset:
@@ -171,6 +194,15 @@ def _validate(name: str, arrays: dict[str, np.ndarray], path: Path) -> ArrayData
             raise DataError(f"y_{split} in {path} has label {int(y.max())}, but there are only "
                             f"{len(arrays['x_train'])} training images; labels must be 0..K-1 "
                             "for K classes")
+    # Accuracy is measured per class group on the test split, and a class is learnt from the
+    # training split: each split must have every class the other has.
+    for split, other in (("test", "train"), ("train", "test")):
+        lacking = np.setdiff1d(arrays[f"y_{other}"], arrays[f"y_{split}"])
+        if lacking.size:
+            shown = ", ".join(map(str, lacking[:10].tolist())) + (", ..." if lacking.size > 10
+                                                                  else "")
+            raise DataError(f"y_{split} in {path} lacks the classes {shown} that y_{other} has; "
+                            "both splits need images of every class")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
             f"train images in {path} are {arrays['x_train'].shape[1:]} but test images are "

@@ -39,18 +39,47 @@ def check_loggers(names: Sequence[str]) -> None:
 
 def make_evaluator(loggers: Sequence[str], run_dir: Path, run_name: str) -> Any:
     """An ``EvaluationPlugin`` with per-experience accuracy and, when ``loggers`` are given,
-    epoch and stream accuracy and loss, reported to them (files under ``run_dir/logs``)."""
+    epoch and stream accuracy and loss, reported to them (files under ``run_dir/logs``).
+    It also refuses non-finite outputs (``finite_outputs``): every method evaluates through
+    it, as the driver reads its accuracies."""
     from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.training.plugins import EvaluationPlugin
 
     if not loggers:
-        return EvaluationPlugin(accuracy_metrics(experience=True), loggers=[])
+        return EvaluationPlugin(accuracy_metrics(experience=True), finite_outputs(),
+                                loggers=[])
     folder = Path(run_dir) / LOG_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     made = [_logger(name, folder, run_name) for name in loggers]
     return EvaluationPlugin(accuracy_metrics(epoch=True, experience=True, stream=True),
                             loss_metrics(epoch=True, experience=True, stream=True),
-                            loggers=made)
+                            finite_outputs(), loggers=made)
+
+
+def finite_outputs() -> Any:
+    """A metric that reports nothing and raises ``FloatingPointError`` at an evaluation
+    minibatch whose outputs hold a NaN or +inf: argmax would still pick a class, and the run
+    would finish with a meaningless accuracy. -inf is a score (the generative classifier's
+    for classes it has not seen)."""
+    import torch
+    from avalanche.evaluation import PluginMetric
+
+    class FiniteOutputs(PluginMetric[None]):
+        def after_eval_iteration(self, strategy: Any) -> None:
+            output = strategy.mb_output
+            if isinstance(output, torch.Tensor) and (torch.isnan(output).any()
+                                                     or torch.isposinf(output).any()):
+                raise FloatingPointError(
+                    f"the solver's outputs are not finite on experience "
+                    f"{strategy.experience.current_experience} of the test stream")
+
+        def result(self) -> None:
+            return None
+
+        def reset(self) -> None:
+            pass
+
+    return FiniteOutputs()
 
 
 def _logger(name: str, folder: Path, run_name: str) -> Any:

@@ -9,6 +9,7 @@ reported and rerun. A lock per run directory keeps two drivers from doing the sa
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
 import functools
 import os
@@ -46,18 +47,36 @@ from cl_binvae.suite.rundir import (
     RunMetrics,
     RunRecord,
     samples_name,
+    written_here,
 )
 from cl_binvae.suite.streams import Stream, build_stream
 from cl_binvae.training.tensor_batches import dataset_tensors
 
 _DIAGNOSTIC_IMAGES = 1000
-_LOCK = ".lock"
 
 
 class RunFailed(Exception):
-    """A run stopped by an error of its own once training began: its loss diverged
-    (``FloatingPointError``) or its method could not be built or trained (``ValueError``).
-    A sweep can go on with its other runs; bad data or settings fail before this."""
+    """A run stopped by an error of its own: whatever its method raised once training began
+    (a diverged loss, a builder that fails or returns no strategy, non-finite weights or
+    outputs), or a run directory that is not a folder. A sweep can go on with its other
+    runs; bad data or settings fail before this, and so does a machine out of memory or disk
+    (``out_of_resources``)."""
+
+
+class OutOfResources(OSError):
+    """The machine ran out of memory or disk in a run (``out_of_resources``): what stops a
+    sweep, in one line naming the run."""
+
+
+def out_of_resources(err: BaseException) -> bool:
+    """Whether ``err`` says the machine ran out of memory or disk, which no other run would
+    escape either: ``MemoryError``, torch's allocation failures, a full disk or quota."""
+    if isinstance(err, MemoryError):
+        return True
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, RuntimeError) and any(
+        words in str(err) for words in ("out of memory", "can't allocate memory"))
 
 
 def _warn(message: str) -> None:
@@ -89,6 +108,9 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
     # Bad data or settings fail here, before anything is written.
     stream = build_stream(run.stream_config(), data_root)
     check_fits(run, stream)
+    if not directory.path.is_dir() and (directory.path.is_symlink() or directory.path.exists()):
+        raise RunFailed(f"{directory.path} is not a folder (a file, or a symbolic link that "
+                        "loops or leads nowhere); move it away to run it")
     directory.path.mkdir(parents=True, exist_ok=True)
     with _lock(directory.path) as held:
         if not held:
@@ -98,7 +120,7 @@ def execute_run(run: RunConfig, out_root: str | os.PathLike, data_root: str | No
             return directory.read_finished()[1]
         except RunError:
             pass
-        remove_orphans(directory.path)
+        remove_orphans(directory.path, earlier=written_here)
         directory.file(METRICS_FILE).unlink(missing_ok=True)  # a damaged one: rerun from here
         directory.file(ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's failure
         return _train(run, directory, stream, device, progress, loggers, report)
@@ -112,6 +134,9 @@ def build_strategy(run: RunConfig, stream: Stream, device: str,
                             plugins=[*plugins, FiniteLossCheck()],
                             evaluator=evaluator or make_evaluator((), Path(), ""))
     strategy = run.method_record.build(context)
+    if not callable(getattr(strategy, "train", None)):
+        raise TypeError(f"method {run.strategy}'s builder returned {strategy!r}, not an "
+                        "Avalanche strategy")
     if run.method_record.replays and _replay_plugin(strategy) is None:
         raise ValueError(f"method {run.strategy} is registered with ReplaySettings, but its "
                          "strategy has no BinVAEReplayPlugin (build it with "
@@ -126,7 +151,9 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
     try:
         state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
-    except (FloatingPointError, ValueError) as err:
+    except Exception as err:  # whatever a method raises fails its run alone
+        if out_of_resources(err):
+            raise
         # The driver reports one line; the traceback stays with the run, for a bug's sake.
         write_text(directory.file(ERROR_FILE), traceback.format_exc())
         raise RunFailed(f"{' '.join(str(err).split())} (traceback in "
@@ -147,16 +174,20 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
         return build_strategy(run, stream, device, ProgressBar(run.method, progress),
                               evaluator=evaluator)
 
-    strategy, state, resumed = fresh_strategy(), checkpoint.Progress(), False
+    state, resumed = checkpoint.Progress(), False
     saved = directory.file(PROGRESS_FILE)
     if saved.exists() and method.resumable:
-        try:
-            state, resumed = checkpoint.load(saved, strategy, device), True
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
-            report(f"{saved}: cannot resume ({type(err).__name__}: {err}); starting over")
+        # Checked first: the check trains a strategy of its own, from the random state of
+        # the checkpoint before, which loading the resumed one then restores.
+        problem = _resume_problem(run, stream, device, saved)
+        if problem is None:
             strategy = fresh_strategy()
-    if not resumed:  # an unreadable checkpoint, or one of a method that no longer resumes
-        saved.unlink(missing_ok=True)
+            state, resumed = checkpoint.load(saved, run.run_id, strategy, device), True
+        else:
+            report(f"{saved}: {problem}; starting over")
+    if not resumed:  # no checkpoint, one that does not resume, or a method that does not
+        strategy = fresh_strategy()
+        checkpoint.remove(saved)
     _write_record(run, directory, device, keep=resumed)
 
     test_stream = stream.benchmark.test_stream
@@ -166,6 +197,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
     for i in range(len(state.rows), len(experiences)):
         start = time.perf_counter()
         strategy.train(experiences[i])
+        _check_finite_weights(strategy, i)
         state.rows.append(evaluate(strategy, test_stream))
         if method.replays:
             state.diagnostics.append(_diagnose(strategy, test_stream, i, directory))
@@ -180,8 +212,44 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
                        f"{len(experiences)} mean accuracy so far "
                        f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
         if method.resumable:
-            checkpoint.save(saved, strategy, state)
+            checkpoint.save(saved, run.run_id, strategy, state)
     return state
+
+
+def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) -> str | None:
+    """Why the checkpoint at ``saved`` cannot be resumed, or None. A method registered
+    ``resumable`` says that all its state is in what a checkpoint saves; that is checked by
+    retraining the last experience the checkpoint holds from the checkpoint before it (from
+    scratch for the first) and comparing the states: one with state elsewhere would resume
+    to other numbers without a word."""
+    try:
+        snapshot = checkpoint.read(saved, run.run_id)
+    except Exception as err:  # noqa: BLE001 - any unreadable checkpoint means start over
+        return f"cannot resume ({type(err).__name__}: {' '.join(str(err).split())})"
+    last = len(snapshot["progress"].rows) - 1
+    if last < 0:
+        return "cannot resume (the checkpoint holds no finished experience)"
+    _seed_everything(run.seed)
+    check = build_strategy(run, stream, device)
+    if last <= 0:  # as the run began: its fresh model's accuracies, then the first experience
+        evaluate(check, stream.benchmark.test_stream)
+    else:
+        before = checkpoint.previous(saved)
+        try:
+            rows = checkpoint.load(before, run.run_id, check, device).rows
+        except Exception as err:  # noqa: BLE001 - the same: no check, no resume
+            return (f"cannot check that {run.strategy} resumes: {before.name} does not load "
+                    f"({type(err).__name__})")
+        if rows != snapshot["progress"].rows[:last]:
+            return f"cannot check that {run.strategy} resumes: {before.name} is of another run"
+    check.train(_training_experiences(stream, run.method_record.joint)[last])
+    where = checkpoint.difference(snapshot, check)
+    if where is not None:
+        return (f"method {run.strategy} is registered resumable=True, but its experience "
+                f"{last} retrained from the checkpoint before it ends in another state "
+                f"({where}): some of its state is not in what a checkpoint saves (register it "
+                "resumable=False, or give that state a state_dict)")
+    return None
 
 
 def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) -> RunMetrics:
@@ -192,23 +260,35 @@ def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) ->
     metrics = RunMetrics(**summary, n_experiences=acc.shape[1],
                          wall_clock_s=round(state.seconds, 3))
     directory.write_results(acc, joint, metrics, state.diagnostics)
-    directory.file(PROGRESS_FILE).unlink(missing_ok=True)
+    checkpoint.remove(directory.file(PROGRESS_FILE))
     return metrics
 
 
 # -- helpers -----------------------------------------------------------------------------------
 def _write_record(run: RunConfig, directory: RunDirectory, device: str, keep: bool) -> None:
     """Write ``config.json`` for a run that starts now; a resumed run keeps the record of its
-    start (``keep``) when that record is intact."""
+    start (``keep``) when that record is intact and of this run."""
     if keep:
         try:
-            directory.read_record()
-            return
+            if directory.read_record().run_id == run.run_id:
+                return
         except RunError:
             pass
     directory.write_record(RunRecord(run_id=run.run_id, run=run,
                                      protocol=run.describe()["protocol"],
                                      **environment(device)))
+
+
+def _check_finite_weights(strategy: Any, i: int) -> None:
+    """``FloatingPointError`` for a solver (or our replay's generator) with a NaN or infinite
+    parameter after experience ``i``: its accuracy would be a number, and meaningless."""
+    plugin = _replay_plugin(strategy)
+    models = {"solver": strategy.model, "generator": None if plugin is None else plugin.generator}
+    for what, model in models.items():
+        for name, weight in [] if model is None else model.named_parameters():
+            if not torch.isfinite(weight).all():
+                raise FloatingPointError(f"the {what}'s weights {name} are not finite after "
+                                         f"experience {i}")
 
 
 def _replay_plugin(strategy: Any) -> BinVAEReplayPlugin | None:
@@ -217,18 +297,20 @@ def _replay_plugin(strategy: Any) -> BinVAEReplayPlugin | None:
 
 @contextmanager
 def _lock(folder: Path) -> Iterator[bool]:
-    """Hold an exclusive lock on ``folder`` while the body runs; yield False if another
-    process holds it. The kernel drops the lock when a holder dies, even by kill -9."""
-    with open(folder / _LOCK, "w") as handle:
+    """Hold an exclusive lock on ``folder`` itself while the body runs; yield False if
+    another process holds it. The kernel drops the lock when a holder dies, even by kill -9;
+    locking the folder, not a file in it, leaves nothing behind that a user could turn into
+    something else (a ``.lock`` folder stopped every rerun)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield True
+    finally:
+        os.close(fd)  # and with it the lock
 
 
 def _seed_everything(seed: int) -> None:

@@ -3,13 +3,14 @@
 A run is named twice, by the same settings: its ``run_id`` hashes them and its full protocol,
 and its directory name says them in words (``<stream>-<scenario>-<method>-s<seed>-<run id>``).
 Both stay as they were for runs made before the settings had a home of their own; the rules
-that keep them so are written out once, in ``REPLAY_RECORD`` and ``RunConfig.identity``.
+that keep them so are written out once, in ``REPLAY_RECORD`` and ``identity_of``.
 
 Plain Python, no torch: the driver checks a whole sweep before importing the heavy parts.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -232,28 +233,11 @@ class RunConfig:
         """The run and its full protocol, as JSON-ready dicts."""
         return {"run": self.to_dict(), "protocol": dataclasses.asdict(self.protocol)}
 
-    def identity(self) -> dict:
-        """What ``run_id`` hashes: ``describe()`` without what runs made before a setting
-        existed did not name: a ``REPLAY_RECORD`` setting at its recorded value, the mixture
-        prior of the generator, and a solver without batch norm in its hidden layers."""
-        identity = self.describe()
-        run, protocol = identity["run"], identity["protocol"]
-        for key, value in REPLAY_RECORD.items():
-            if key not in _NAMED_SINCE_THE_FIRST_RUNS and run[key] == value:
-                del run[key]
-        generator = protocol.get("generator")
-        if generator is not None and generator["prior"]["name"] == "mixture":
-            del generator["prior"]
-        solver = protocol.get("solver")
-        if solver is not None and not solver["fc_batch_norm"]:
-            del solver["fc_batch_norm"]
-        return identity
-
     @property
     def run_id(self) -> str:
-        """A hash of the run and its protocol: changing any number gives a new run."""
-        blob = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """A hash of the run and its protocol (``identity_of``): changing any number gives a
+        new run."""
+        return run_id_of(**self.describe())
 
     @property
     def dir_name(self) -> str:
@@ -263,6 +247,34 @@ class RunConfig:
         method = (self.method.replace(" r=", "-r").replace(" prior=", "-")
                   .replace(" labels=", "-labels_").replace("+", "-").replace(" ", "-"))
         return f"{stream}-{self.scenario}-{method}-s{self.seed}-{self.run_id}"
+
+
+def identity_of(run: dict[str, Any], protocol: dict[str, Any]) -> dict[str, Any]:
+    """What a run id hashes, from the run and protocol as ``describe()`` (or a run
+    directory's ``config.json``) gives them, without what runs made before a setting existed
+    did not name: a ``REPLAY_RECORD`` setting at its recorded value (or absent, in a record
+    written before it existed), the mixture prior of the generator, and a solver without
+    batch norm in its hidden layers. Taking the recorded dicts lets a reader check that a
+    record still hashes to its id, whatever today's presets say."""
+    run = {**REPLAY_RECORD, **run}
+    for key, value in REPLAY_RECORD.items():
+        if key not in _NAMED_SINCE_THE_FIRST_RUNS and run[key] == value:
+            del run[key]
+    protocol = copy.deepcopy(protocol)
+    generator = protocol.get("generator")
+    if isinstance(generator, dict) and isinstance(generator.get("prior"), dict) \
+            and generator["prior"].get("name") == "mixture":
+        del generator["prior"]
+    solver = protocol.get("solver")
+    if isinstance(solver, dict) and solver.get("fc_batch_norm", True) is False:
+        del solver["fc_batch_norm"]
+    return {"run": run, "protocol": protocol}
+
+
+def run_id_of(run: dict[str, Any], protocol: dict[str, Any]) -> str:
+    """The run id of ``identity_of(run, protocol)``: 12 hex digits of its SHA-256."""
+    blob = json.dumps(identity_of(run, protocol), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def _takers(field: str) -> list[Method]:

@@ -6,6 +6,8 @@
         diagnostics.csv      generator diagnostics after each experience (generator methods)
         samples_exp<i>.png   generator samples after experience i
         progress.pt          the state after the last finished experience (removed at the end)
+        progress_before.pt   the state after the experience before it (the same), to check that
+                             a method registered resumable does resume
         metrics.json         RunMetrics, written last: a run is finished when it and everything
                              it summarizes are there and consistent
         error.txt            the traceback of a run that failed once training began (removed
@@ -21,6 +23,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from cl_binvae.suite.atomic import write_json, write_text
-from cl_binvae.suite.run_config import RunConfig
+from cl_binvae.suite.metrics import (
+    average_accuracy_per_step,
+    average_forgetting,
+    backward_transfer,
+    final_average_accuracy,
+)
+from cl_binvae.suite.registry import METHODS
+from cl_binvae.suite.run_config import RunConfig, run_id_of
 
 CONFIG_FILE = "config.json"
 MATRIX_FILE = "accuracy_matrix.csv"
@@ -37,9 +47,9 @@ DIAGNOSTICS_FILE = "diagnostics.csv"
 METRICS_FILE = "metrics.json"
 PROGRESS_FILE = "progress.pt"
 ERROR_FILE = "error.txt"
-JOINT_ROW = "joint"
+JOINT_ROW = "joint"  # the accuracy matrix's row label for a method trained on all at once
 #: Where the suite reports what it finds wrong with run directories (one line each).
-Notify = Callable[[str], None]  # the accuracy matrix's row label for a method trained on all at once
+Notify = Callable[[str], None]
 
 
 def samples_name(experience: int) -> str:
@@ -47,8 +57,27 @@ def samples_name(experience: int) -> str:
     return f"samples_exp{experience}.png"
 
 
+_WRITTEN_HERE = re.compile(r"(config|metrics)\.json|(accuracy_matrix|diagnostics)\.csv|"
+                           r"progress(_before)?\.pt|error\.txt|samples_exp\d+\.png")
+
+
+def written_here(name: str) -> bool:
+    """Whether the suite writes a file called ``name`` in a run directory."""
+    return _WRITTEN_HERE.fullmatch(name) is not None
+
+
 class RunError(ValueError):
     """A run directory is unfinished or damaged; the message says what is wrong."""
+
+
+class UnknownMethod(RunError):
+    """A run directory's method is not registered in this process (a user's method whose
+    file was not imported)."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"{CONFIG_FILE}: method {method!r} is not registered (give the file "
+                         "that registers it with --import)")
+        self.method = method
 
 
 @dataclass(frozen=True)
@@ -72,8 +101,12 @@ class RunRecord:
     def from_json(cls, data: Any) -> RunRecord:
         """Parse and check a ``config.json``; ``RunError`` says what is wrong."""
         obj = _object(data, CONFIG_FILE)
+        settings = _get(obj, "run", dict, CONFIG_FILE)
+        strategy = settings.get("strategy")
+        if isinstance(strategy, str) and strategy not in METHODS:
+            raise UnknownMethod(strategy)
         try:
-            run = RunConfig.from_dict(_get(obj, "run", dict, CONFIG_FILE))
+            run = RunConfig.from_dict(settings)
         except (ValueError, TypeError) as err:
             raise RunError(f"{CONFIG_FILE}: {err}") from None
         record = cls(run_id=_get(obj, "run_id", str, CONFIG_FILE), run=run,
@@ -81,6 +114,11 @@ class RunRecord:
                      git_commit=_get(obj, "git_commit", str, CONFIG_FILE),
                      versions=_get(obj, "versions", dict, CONFIG_FILE),
                      device=_get(obj, "device", str, CONFIG_FILE))
+        # The record must hash to its own id: a hand-edited setting or protocol would
+        # otherwise pass for a run that never ran.
+        if run_id_of(settings, record.protocol) != record.run_id:
+            raise RunError(f"{CONFIG_FILE}: its run and protocol do not hash to its run_id "
+                           f"{record.run_id}: it was edited after the run")
         if record.run_id != run.run_id:
             today = json.loads(json.dumps(run.describe()["protocol"], default=str))
             if record.protocol != today:
@@ -212,22 +250,64 @@ class RunDirectory:
 
     def read_finished(self) -> tuple[RunRecord, RunMetrics, np.ndarray]:
         """Record, metrics and accuracy matrix of a finished run; ``RunError`` saying what is
-        wrong for an unfinished or damaged one."""
+        wrong for an unfinished or damaged one. Finished means that the files agree with each
+        other and with the directory's name: ``config.json`` hashes to the run id the name
+        ends with, and the numbers in ``metrics.json`` are those of the accuracy matrix."""
         metrics = self.read_metrics()
         record = self.read_record()
+        for what, name in (("directory name", self.path.name), ("stream", record.run.stream)):
+            if not _utf8(name):  # tables and indexes could not write it
+                raise RunError(f"the run's {what} is not UTF-8; rename it and rerun")
+        if not self.path.name.endswith(f"-{record.run_id}"):
+            raise RunError(f"{CONFIG_FILE}: it records run {record.run_id}, but the directory's "
+                           "name is not that run's (its files were copied or edited)")
         method = record.run.method_record
         matrix = self.read_matrix(metrics.n_experiences, method.joint)
-        if method.joint != (metrics.avg_accuracy_per_step is None):
-            raise RunError(f"{METRICS_FILE}: avg_accuracy_per_step does not fit a "
-                           f"{'joint' if method.joint else 'sequential'} run")
-        if not math.isclose(metrics.final_avg_accuracy, float(np.mean(matrix[-1])),
-                            abs_tol=1e-5):
-            raise RunError(f"{METRICS_FILE}: final_avg_accuracy does not match {MATRIX_FILE}")
+        _check_metrics(metrics, matrix, method.joint)
         if method.diagnosed:
             frame = self.read_diagnostics()
             if list(frame.get("experience", [])) != list(range(len(matrix))):
                 raise RunError(f"{DIAGNOSTICS_FILE} does not have one row per experience")
         return record, metrics, matrix
+
+
+def _check_metrics(metrics: RunMetrics, matrix: np.ndarray, joint: bool) -> None:
+    """``RunError`` unless ``metrics`` are the numbers ``matrix`` gives (the matrix is written
+    to 6 decimals). FWT needs a fresh model's accuracies, which the directory does not keep:
+    it is only held to the range the matrix allows."""
+    expected = {"final_avg_accuracy": final_average_accuracy(matrix),
+                "avg_forgetting": average_forgetting(matrix), "bwt": backward_transfer(matrix),
+                "avg_accuracy_per_step": None if joint else average_accuracy_per_step(matrix)}
+    for key, want in expected.items():
+        have = getattr(metrics, key)
+        if not _agree(have, want):
+            raise RunError(f"{METRICS_FILE} and {MATRIX_FILE} disagree: {key} is {have} in "
+                           f"one and {want} from the other")
+    if len(matrix) < 2:
+        bounds = None
+    else:  # fwt = mean_j acc[j-1, j] - initial[j], with every initial[j] in [0, 1]
+        before = float(np.mean([matrix[j - 1, j] for j in range(1, len(matrix))]))
+        bounds = (before - 1, before)
+    if (metrics.fwt is None) != (bounds is None) or (
+            bounds is not None and not bounds[0] - 1e-5 <= metrics.fwt <= bounds[1] + 1e-5):
+        raise RunError(f"{METRICS_FILE}: fwt is {metrics.fwt}, which {MATRIX_FILE} rules out")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _agree(have: float | list[float] | None, want: float | list[float] | None) -> bool:
+    if have is None or want is None:
+        return have is None and want is None
+    if isinstance(want, list):
+        return isinstance(have, list) and len(have) == len(want) and all(
+            map(_agree, have, want))
+    return math.isclose(have, want, abs_tol=1e-5)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from avalanche.benchmarks import NCScenario, nc_benchmark
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 
 from cl_binvae.suite.config import SCENARIOS, STREAMS, StreamConfig, source_dataset
-from cl_binvae.suite.data import ArrayDataset, DataError, load_dataset
+from cl_binvae.suite.data import ArrayDataset, DataError, load_dataset, physical_memory
 
 __all__ = ["SCENARIOS", "STREAMS", "Stream", "StreamConfig", "build_stream", "source_dataset"]
 
@@ -65,13 +65,6 @@ def build_stream(config: StreamConfig, data_root: str | os.PathLike | None = Non
     return _split_stream(data, config)
 
 
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # no sysconf on this platform
-        return None
-
-
 def _tensor_dataset(x: torch.Tensor, y: np.ndarray):
     return _make_taskaware_tensor_classification_dataset(x, torch.from_numpy(y))
 
@@ -79,12 +72,12 @@ def _tensor_dataset(x: torch.Tensor, y: np.ndarray):
 def _split_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
     n_exp = config.experiences
     classes = np.unique(data.y_train)
+    if n_exp > len(classes):
+        raise DataError(f"--n-experiences {n_exp} is more than the {len(classes)} classes of "
+                        f"{data.name}: at most {len(classes)}, one class per experience")
     if len(classes) % n_exp:
         raise DataError(f"{len(classes)} classes cannot be split evenly into {n_exp} experiences;"
                         f" choose an n_experiences that divides {len(classes)}")
-    missing = np.setdiff1d(np.unique(data.y_test), classes)
-    if missing.size:
-        raise DataError(f"test labels {missing.tolist()} never occur in the training set")
     order = classes.tolist()
     if config.class_order_seed is not None:
         order = np.random.default_rng(config.class_order_seed).permutation(classes).tolist()
@@ -111,7 +104,7 @@ def _permuted_stream(data: ArrayDataset, config: StreamConfig) -> Stream:
     # Every experience is a permuted float32 copy of the whole dataset: refuse, before any
     # allocation, a stream that would take more than half of this machine's memory.
     need = n_exp * (len(data.x_train) + len(data.x_test)) * math.prod(shape) * 4
-    have = _physical_memory()
+    have = physical_memory()
     if have and need > have // 2:
         raise DataError(f"{n_exp} permuted experiences of {data.name} need {need / 2**30:.1f} "
                         f"GiB as float32 tensors, more than half of this machine's "
