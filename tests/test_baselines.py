@@ -86,6 +86,12 @@ def test_each_method_trains_in_every_scenario_it_claims(method, driver, four_dig
         for field, value in (asdict(record.settings) if record.settings else {}).items():
             assert config[field] == value
         assert not (run / "progress.pt").exists()
+        # What it keeps, counted by the run: ER's budget for rehearsal, a copy of the model
+        # for LwF, the importances and anchor weights for EWC.
+        assert metrics["stored_samples"] == (400 if method in REHEARSAL else 0)
+        copies = {"ewc": 2, "lwf": 1}.get(method)
+        if copies is not None:
+            assert metrics["extra_parameters"] == copies * metrics["model_parameters"]
 
 
 @pytest.mark.parametrize("method, scenario", [("icarl", "task"), ("icarl", "domain"),

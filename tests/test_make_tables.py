@@ -27,7 +27,7 @@ from cl_binvae.suite.metrics import summarize_matrix
 from cl_binvae.suite.registry import get_method
 from cl_binvae.suite.replay_settings import ReplaySettings
 from cl_binvae.suite.run_config import RunConfig
-from cl_binvae.suite.rundir import RunDirectory, RunMetrics, RunRecord
+from cl_binvae.suite.rundir import FOOTPRINT_KEYS, RunDirectory, RunMetrics, RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "make_tables.py"
@@ -41,7 +41,9 @@ _spec.loader.exec_module(make_tables)
 def write_run(
     root: Path, name: str, strategy: str, seed: int, final: float,
     forgetting: float | None = None, r: float = 0.0,
-    distill: bool = False, scenario: str = "class", samples: bool = False, iterations: int | None = None, **settings: object,
+    distill: bool = False, scenario: str = "class", samples: bool = False,
+    iterations: int | None = None, wall_clock_s: float = 1.0,
+    footprint: tuple[int, int, int] | None = None, **settings: object,
 ) -> Path:
     """Write a finished run folder ``<name>-<run id>`` as benchmarks/run.py would: every
     experience but the last at ``final + forgetting``, the last at ``final`` (so forgetting
@@ -67,7 +69,8 @@ def write_run(
     summary = summarize_matrix(matrix, np.zeros(T)) | {"final_avg_accuracy": final}
     if joint:
         summary["avg_accuracy_per_step"] = None
-    metrics = RunMetrics(**summary, n_experiences=T, wall_clock_s=1.0)
+    kept = {} if footprint is None else dict(zip(FOOTPRINT_KEYS, footprint, strict=True))
+    metrics = RunMetrics(**summary, n_experiences=T, wall_clock_s=wall_clock_s, **kept)
     directory.write_results(matrix, joint, metrics, diagnostics)
     if samples:
         for i in range(T):
@@ -414,6 +417,26 @@ def test_readme_table_blocks_are_filled_from_the_generated_tables(tmp_path: Path
                               "--no-figures", "--readme", str(readme))
     assert status == 2 and "needs its own <!-- /table -->" in stderr
     assert readme.read_text() == unclosed
+
+
+def test_compute_table_gives_each_methods_wall_clock_and_what_it_keeps(tmp_path: Path) -> None:
+    """Minutes per run over seeds; the footprint its runs recorded, – for runs made before
+    it was, "all" stored samples for joint; the runs index keeps the counts as integers."""
+    root, out = tmp_path / "runs", tmp_path / "out"
+    write_run(root, "er0", "er", 0, 0.7, 0.2, wall_clock_s=60.0, footprint=(100, 400, 1000))
+    write_run(root, "er1", "er", 1, 0.7, 0.2, wall_clock_s=180.0, footprint=(100, 400, 1000))
+    write_run(root, "naive0", "naive", 0, 0.3, 0.5, wall_clock_s=30.0)
+    write_run(root, "joint0", "joint", 0, 0.9, footprint=(100, 0, 0))
+    assert run_main("--runs", str(root), "--out", str(out))[0] == 0
+    markdown = (out / "compute_split_mnist_class_paper.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in markdown.splitlines() if line.startswith("| ")}
+    assert rows["er"] == ["2.0 ± 1.4 (2)", "100", "400", "1,000"]
+    assert rows["naive"] == ["0.5 (1)", "–", "–", "–"]
+    assert rows["joint"][1:] == ["100", "0", "all"]
+    index = pd.read_csv(out / "runs_index.csv").set_index("method")
+    assert index.loc["joint", "model_parameters"] == 100
+    assert index["stored_samples"].isna().sum() == 1  # naive's
 
 
 def test_generator_summary_averages_the_last_diagnostics(tabulated: tuple[Path, str]) -> None:

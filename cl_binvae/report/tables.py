@@ -23,6 +23,7 @@ from cl_binvae.suite.config import StreamConfig
 from cl_binvae.suite.presets import protocol_for
 from cl_binvae.suite.run_config import REPLAY_RECORD, RunConfig
 from cl_binvae.suite.rundir import (
+    FOOTPRINT_KEYS,
     Notify,
     RunDirectory,
     RunError,
@@ -37,6 +38,9 @@ TABLE_METRICS = {
     "avg_forgetting": "Avg. forgetting",
     "bwt": "BWT",
 }
+
+#: What runs record of the trained strategy's memory, with the compute table's column names.
+FOOTPRINT_COLUMNS = {key: key.replace("_", " ").capitalize() for key in FOOTPRINT_KEYS}
 
 
 class ResultsError(Exception):
@@ -228,18 +232,20 @@ def _group_columns(group: Group) -> dict:
 
 def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per included run: its settings, metrics and folder."""
-    return pd.DataFrame([
+    index = pd.DataFrame([
         {
             "run_id": run.record.run_id, **_group_columns(run.group),
             "strategy": run.config.strategy,
             **{key: run.config.to_dict()[key] for key in REPLAY_RECORD},
             "seed": run.seed, "method": run.method, "n_experiences": run.n_experiences,
             **{key: getattr(run.metrics, key) for key in
-               ("final_avg_accuracy", "avg_forgetting", "bwt", "fwt", "wall_clock_s")},
+               ("final_avg_accuracy", "avg_forgetting", "bwt", "fwt", "wall_clock_s",
+                *FOOTPRINT_COLUMNS)},
             "git_commit": run.record.git_commit, "path": str(run.path),
         }
         for run in runs
     ])
+    return index.astype({key: "Int64" for key in FOOTPRINT_COLUMNS}) if len(index) else index
 
 
 def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
@@ -394,6 +400,48 @@ def method_diagnostics_markdown(summary: pd.DataFrame, title: str) -> str:
             f"{body}\n")
 
 
+def compute_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """Per method of one group: its wall clock per run (mean, sd, n over seeds) and what its
+    trained strategy keeps (``FOOTPRINT_COLUMNS``: the largest any of its runs recorded;
+    missing where none did, in runs made before they were recorded)."""
+    rows = []
+    for method, members in by_method(runs).items():
+        mean, sd, n = mean_sd(run.metrics.wall_clock_s for run in members)
+        row = {"method": method, "joint": members[0].joint, "wall_clock_s_mean": mean,
+               "wall_clock_s_sd": sd, "wall_clock_s_n": n}
+        for key in FOOTPRINT_COLUMNS:
+            counts = [getattr(run.metrics, key) for run in members]
+            row[key] = max((c for c in counts if c is not None), default=None)
+        rows.append(row)
+    return pd.DataFrame(rows).astype({key: "Int64" for key in FOOTPRINT_COLUMNS})
+
+
+def compute_markdown(table: pd.DataFrame, title: str) -> str:
+    """The compute table as a Markdown section (a joint run's stored samples: all data)."""
+    def count(value: object) -> str:
+        return "–" if pd.isna(value) else f"{int(value):,}"
+
+    def minutes(row: dict) -> str:
+        n = row["wall_clock_s_n"]
+        spread = f" ± {row['wall_clock_s_sd'] / 60:.1f}" if n > 1 else ""
+        return f"{row['wall_clock_s_mean'] / 60:.1f}{spread} ({n})"
+
+    shown = pd.DataFrame(
+        [[row["method"], minutes(row), count(row["model_parameters"]),
+          count(row["extra_parameters"]),
+          "all" if row["joint"] else count(row["stored_samples"])]
+         for row in table.to_dict("records")],
+        columns=["Method", "Wall clock per run (min)", *FOOTPRINT_COLUMNS.values()])
+    body = shown.to_markdown(index=False, tablefmt="pipe", colalign=("left",) + ("right",) * 4)
+    return (f"## {title}: compute\n\nWall clock: training and evaluation of one run, mean ± "
+            "sd (n) over seeds, on the device each run records. Model parameters: the trained "
+            "model's (the solver, or the generative classifier's VAEs); extra parameters: "
+            "every other number the method keeps (generators, model copies, importances); "
+            "stored samples: training examples kept. Counted by each run at its end; – "
+            "where its runs predate the count.\n\n"
+            f"{body}\n")
+
+
 _README_BLOCK = re.compile(
     r"(<!-- table: (?P<path>\S+) -->\n)(?:(?!<!-- table: ).)*?(<!-- /table -->)", re.DOTALL)
 
@@ -421,7 +469,8 @@ def fill_readme(readme: Path, read_path: Callable[[Path], Path] = lambda path: p
 
 
 def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list[Path]:
-    """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` into ``out``;
+    """Write ``runs_index.csv`` and, per group, ``table_<group>.{md,csv,tex}`` and
+    ``compute_<group>.{csv,md}`` (wall clock and memory per method) into ``out``;
     where a group has binarized runs with twins, ``paired_<group>.csv`` too, and the paired
     differences close the group's Markdown table; where it has generator methods,
     ``generators_<group>.{md,csv}`` with their diagnostics after the last experience; where
@@ -457,6 +506,10 @@ def write_tables(runs: Sequence[Run], out: Path, report: Notify = print) -> list
                                                                 float_format="%.6f"))
             write_text(diagnostics_paths[1], method_diagnostics_markdown(diagnostics,
                                                                          group.title))
+        compute = compute_table(members)
+        paths += [out / f"compute_{group.slug}{suffix}" for suffix in (".csv", ".md")]
+        write_text(paths[-2], compute.to_csv(index=False, float_format="%.3f"))
+        write_text(paths[-1], compute_markdown(compute, group.title))
         write_text(paths[0], table.to_csv(index=False, float_format="%.6f"))
         write_text(paths[1], markdown)
         write_text(paths[2], to_latex(table, group.title))

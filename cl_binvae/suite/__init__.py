@@ -4,6 +4,6 @@ Configuration (no torch): ``config`` (streams, solvers), ``settings`` and ``repl
 (a method's own settings as flags), ``registry`` (the methods), ``presets`` (protocols),
 ``run_config`` (a run and its name). Running: ``data``, ``streams``, ``solvers``, ``context``
 (what a method's builder gets), ``experiment`` (one run), ``evaluation``, ``driver_plugins``,
-``checkpoint``, ``metrics``. Keeping: ``rundir``, ``atomic``, ``environment``. Command
-lines: ``cli``.
+``checkpoint``, ``metrics``, ``footprint`` (what a trained strategy keeps). Keeping:
+``rundir``, ``atomic``, ``environment``. Command lines: ``cli``.
 """

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from cl_binvae.suite.context import MethodContext, check_fits
 from cl_binvae.suite.driver_plugins import FiniteLossCheck, ProgressBar
 from cl_binvae.suite.environment import environment
 from cl_binvae.suite.evaluation import close_loggers, evaluate, make_evaluator
+from cl_binvae.suite.footprint import Footprint, measure_footprint
 from cl_binvae.suite.metrics import summarize_matrix
 from cl_binvae.suite.run_config import RunConfig
 from cl_binvae.suite.rundir import (
@@ -150,7 +152,8 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
     """Train ``run`` with its loggers open, closing them whatever fails; write its results."""
     evaluator = make_evaluator(loggers, directory.path, directory.path.name)
     try:
-        state = _train_experiences(run, directory, stream, device, progress, report, evaluator)
+        state, footprint = _train_experiences(run, directory, stream, device, progress, report,
+                                              evaluator)
     except Exception as err:  # whatever a method raises fails its run alone
         if out_of_resources(err):
             raise
@@ -160,13 +163,15 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
                         f"{directory.file(ERROR_FILE)})") from err
     finally:
         close_loggers(evaluator)
-    return _finish(directory, run.method_record.joint, state)
+    return _finish(directory, run.method_record.joint, state, footprint)
 
 
 def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
-                       progress: bool, report: Notify, evaluator: Any) -> checkpoint.Progress:
+                       progress: bool, report: Notify, evaluator: Any
+                       ) -> tuple[checkpoint.Progress, Footprint]:
     """Resume or start the run's strategy and train it on the experiences not done yet,
-    checkpointing after each; the accuracy rows, diagnostics and time so far."""
+    checkpointing after each; the accuracy rows, diagnostics and time so far, and what the
+    trained strategy keeps."""
     method = run.method_record
 
     def fresh_strategy() -> Any:
@@ -213,7 +218,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
                        f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
         if method.resumable:
             checkpoint.save(saved, run.run_id, strategy, state)
-    return state
+    return state, measure_footprint(strategy, stream.input_shape)
 
 
 def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) -> str | None:
@@ -252,13 +257,14 @@ def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) ->
     return None
 
 
-def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress) -> RunMetrics:
+def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress,
+            footprint: Footprint) -> RunMetrics:
     acc = np.array(state.rows)
     summary = summarize_matrix(acc, np.array(state.initial))
     if joint:  # one row, trained on everything at once: no accuracy per step
         summary["avg_accuracy_per_step"] = None
     metrics = RunMetrics(**summary, n_experiences=acc.shape[1],
-                         wall_clock_s=round(state.seconds, 3))
+                         wall_clock_s=round(state.seconds, 3), **asdict(footprint))
     directory.write_results(acc, joint, metrics, state.diagnostics)
     checkpoint.remove(directory.file(PROGRESS_FILE))
     return metrics

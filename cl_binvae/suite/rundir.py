@@ -47,6 +47,9 @@ DIAGNOSTICS_FILE = "diagnostics.csv"
 METRICS_FILE = "metrics.json"
 PROGRESS_FILE = "progress.pt"
 ERROR_FILE = "error.txt"
+#: What ``metrics.json`` records of the trained strategy's memory: the fields of
+#: ``cl_binvae.suite.footprint.Footprint`` (this module imports no torch).
+FOOTPRINT_KEYS = ("model_parameters", "extra_parameters", "stored_samples")
 JOINT_ROW = "joint"  # the accuracy matrix's row label for a method trained on all at once
 #: Where the suite reports what it finds wrong with run directories (one line each).
 Notify = Callable[[str], None]
@@ -140,6 +143,11 @@ class RunMetrics:
     avg_accuracy_per_step: list[float] | None
     n_experiences: int
     wall_clock_s: float
+    # What the trained strategy keeps (cl_binvae.suite.footprint); None in runs made before
+    # these were recorded.
+    model_parameters: int | None = None
+    extra_parameters: int | None = None
+    stored_samples: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict, keys in the order of the file."""
@@ -163,7 +171,8 @@ class RunMetrics:
                    bwt=_number(obj, "bwt", optional=True),
                    fwt=_number(obj, "fwt", optional=True),
                    avg_accuracy_per_step=None if per_step is None else list(map(float, per_step)),
-                   n_experiences=n, wall_clock_s=_number(obj, "wall_clock_s"))
+                   n_experiences=n, wall_clock_s=_number(obj, "wall_clock_s"),
+                   **{key: _count(obj, key) for key in FOOTPRINT_KEYS})
 
 
 @dataclass(frozen=True)
@@ -338,6 +347,14 @@ def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], name: str
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(obj: dict[str, Any], key: str) -> int | None:
+    value = obj.get(key)  # absent from runs made before it was recorded
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                              or value < 0):
+        raise RunError(f"{METRICS_FILE}: {key!r} is {value!r}, not a count")
+    return value
 
 
 def _number(obj: dict[str, Any], key: str, optional: bool = False) -> float | None:
