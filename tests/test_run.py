@@ -195,3 +195,19 @@ def test_cpu_preset_end_to_end_on_each_stream(tmp_path, cli, stream):
     assert config["run_id"] == run.run_id
     paper = RunConfig(stream=stream, strategy="dgr", iterations=3, n_experiences=2)
     assert (run.run_id == paper.run_id) == (stream == "split_mnist")
+
+
+def test_a_run_records_the_commit_of_the_code_the_process_loaded(monkeypatch):
+    """A sweep outlives commits: its runs record the commit read when the suite was
+    imported, and never ask git again (which would name a checkout's newer HEAD)."""
+    import subprocess
+
+    from cl_binvae.suite.environment import environment
+
+    loaded = environment("cpu")["git_commit"]
+
+    def git_asked_again(*args, **kwargs):
+        raise AssertionError(f"git asked again: {args}")
+
+    monkeypatch.setattr(subprocess, "run", git_asked_again)
+    assert environment("cpu")["git_commit"] == loaded

@@ -13,18 +13,27 @@ import torch
 import torchvision
 
 
-def environment(device: str) -> dict[str, Any]:
-    """``git_commit`` (with ``-dirty`` when the code that ran differs from it), ``versions``
-    and ``device``, as a run directory's ``config.json`` records them."""
+def _loaded_commit() -> str:
+    """The commit of the code this process loaded, ``-dirty`` when tracked files differed from
+    it; read once, as the suite is imported: a sweep that outlives a commit (runs take hours)
+    keeps recording the code it runs, not the checkout's newer HEAD."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()
 
     try:
-        commit = git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain",
-                                                             "--untracked-files=no") else "")
+        return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain",
+                                                           "--untracked-files=no") else "")
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+        return "unknown"
+
+
+_COMMIT = _loaded_commit()
+
+
+def environment(device: str) -> dict[str, Any]:
+    """``git_commit`` (of the code this process loaded, see ``_loaded_commit``),
+    ``versions`` and ``device``, as a run directory's ``config.json`` records them."""
     if device.startswith("cuda"):
         name = torch.cuda.get_device_name(torch.device(device))
     else:
@@ -33,4 +42,4 @@ def environment(device: str) -> dict[str, Any]:
                 "torchvision": torchvision.__version__, "numpy": np.__version__}
     for dist in ("avalanche-lib", "cl_binvae"):
         versions[dist] = metadata.version(dist)
-    return {"git_commit": commit, "versions": versions, "device": f"{device} ({name})"}
+    return {"git_commit": _COMMIT, "versions": versions, "device": f"{device} ({name})"}
