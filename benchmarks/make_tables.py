@@ -4,13 +4,17 @@ Usage::
 
     python benchmarks/make_tables.py [--runs ROOT [ROOT ...]] [--out DIR] [--no-figures]
                                      [--import FILE_OR_MODULE ...] [--readme FILE ...]
+                                     [--published CSV]
 
 Writes into ``--out`` (default ``results/``): ``runs_index.csv``; per (stream, scenario,
 protocol) ``table_<stream>_<scenario>_<preset>[_it<N>][_T<N>].{md,csv,tex}`` (``_it``/``_T``:
 cut to N iterations per experience / N experiences), ``paired_<...>.csv`` with the paired
 differences of binarized runs against their twins (also closing the Markdown table),
-``generators_<...>.{md,csv}`` with the generator diagnostics after the last experience; and
-PNG figures under ``figures/``. ``--readme`` fills that file's ``<!-- table: PATH -->``
+``generators_<...>.{md,csv}`` with the generator diagnostics after the last experience,
+``diagnostics_<...>.{md,csv}`` with the diagnostics of methods that make their own,
+``compute_<...>.{md,csv}`` with each method's wall clock and what it keeps; with
+``--published``, ``overview.{md,csv}``: every method on every stream beside the published
+values; and PNG figures under ``figures/``. ``--readme`` fills that file's ``<!-- table: PATH -->``
 blocks from the tables written. Every file is written aside first and all are swapped in
 together at the end: Ctrl-C or SIGTERM leaves the previous tables whole, and no temporary
 file. Unfinished, damaged or unreadable run folders are reported on stderr and left out;
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=_path, action="append", default=[],
                         help="also fill this README's <!-- table: PATH --> blocks with the "
                              "generated tables (may repeat)")
+    parser.add_argument("--published", type=_path, default=None, metavar="CSV",
+                        help="published values to set beside ours in OUT/overview.{md,csv} "
+                             "(columns: stream, scenario, method, final_avg_accuracy, source)")
     parser.add_argument("--import", dest="imports", nargs="+", default=[],
                         metavar="FILE_OR_MODULE", type=path_argument,
                         help="files or modules that register your own methods (as for run.py)")
@@ -75,6 +82,7 @@ def _tabulate(args: argparse.Namespace) -> int:
         check_writable(args.out, "--out")
         if args.figures:
             check_writable(args.out / "figures", "the figures folder")
+        from cl_binvae.report.overview import read_published, write_overview
         from cl_binvae.report.tables import (
             ResultsError,
             fill_readme,
@@ -85,6 +93,8 @@ def _tabulate(args: argparse.Namespace) -> int:
         from cl_binvae.suite.atomic import remove_orphans
         from cl_binvae.suite.staging import remove_leftovers, staged
 
+        # Read before any table is written: a malformed file fails alone.
+        published = None if args.published is None else read_published(args.published)
         try:
             runs = load_runs(args.runs, _report)
         except ResultsError as err:
@@ -97,6 +107,8 @@ def _tabulate(args: argparse.Namespace) -> int:
         # make_tables leaves the previous tables whole.
         with staged(args.out) as stage:
             written = write_tables(runs, stage.folder, _report)
+            if published is not None:
+                written += write_overview(runs, published, stage.folder)
             if args.figures:
                 # Imported here so that tables alone do not pay for seaborn and matplotlib.
                 from cl_binvae.report.figures import write_figures

@@ -447,3 +447,54 @@ def test_generator_summary_averages_the_last_diagnostics(tabulated: tuple[Path, 
     assert (summary["recon"] == 100.0).all() and summary["iw_ll"].isna().all()
     markdown = (tabulated[0] / "generators_split_mnist_class_paper.md").read_text()
     assert "| dgr " in markdown and "nan" not in markdown
+
+
+def test_overview_sets_published_values_beside_ours(tmp_path: Path) -> None:
+    """Methods down, tables across, from whole protocols and at least two seeds; the
+    published value in brackets, starred where it lies outside our mean ± sd."""
+    root, out = tmp_path / "runs", tmp_path / "out"
+    for seed, final in enumerate((0.90, 0.92)):
+        write_run(root, f"dgr{seed}", "dgr", seed, final, 0.05)
+        write_run(root, f"er{seed}", "er", seed, final - 0.2, 0.2)
+        write_run(root, f"task{seed}", "naive", seed, 0.9, 0.05, scenario="task")
+    write_run(root, "naive0", "naive", 0, 0.2, 0.7)  # one seed: exploration, left out
+    write_run(root, "cut_dgr0", "dgr", 0, 0.5, 0.2, iterations=5)
+    write_run(root, "cut_dgr1", "dgr", 1, 0.5, 0.2, iterations=5)  # a cut protocol: left out
+    published = tmp_path / "published.csv"
+    published.write_text("stream,scenario,method,final_avg_accuracy,source\n"
+                         "split_mnist,class,dgr,90.8,Somebody 2021\n"
+                         "split_mnist,class,er,50.0,Somebody else 2020\n")
+    assert run_main("--runs", str(root), "--out", str(out), "--no-figures",
+                    "--published", str(published))[0] == 0
+    markdown = (out / "overview.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
+    assert [c.strip() for c in header.split("|")[2:-1]] == [
+        "split_mnist / class / paper preset", "split_mnist / task / paper preset"]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in markdown.splitlines() if line.startswith("| ")}
+    assert rows["dgr"] == ["91.00 ± 1.41 (2) [90.8]", ""]  # within one sd
+    assert rows["er"] == ["71.00 ± 1.41 (2) [50.0*]", ""]
+    assert rows["naive"] == ["", "90.00 ± 0.00 (2)"]
+    assert "- dgr on split_mnist: 90.8, Somebody 2021" in markdown
+    assert len(pd.read_csv(out / "overview.csv")) == 3
+
+
+@pytest.mark.parametrize("text, message", [
+    ("stream,scenario,method,accuracy,source\n", "the header must be"),
+    ("stream,scenario,method,final_avg_accuracy,source\nsplit_mnist,class,dgr,,x\n",
+     "published.csv:2: a row needs all of"),
+    ("stream,scenario,method,final_avg_accuracy,source\nsplit_mnist,class,dgr,908,x\n",
+     "published.csv:2: accuracy '908' is not a percentage"),
+    (("stream,scenario,method,final_avg_accuracy,source\nsplit_mnist,class,dgr,90,x\n"
+     "split_mnist,class,dgr,91,y\n"), "published.csv:3: split_mnist class dgr is given twice"),
+])
+def test_a_bad_published_file_exits_2_before_anything_is_written(
+        runs_root: Path, tmp_path: Path, text: str, message: str) -> None:
+    published, out = tmp_path / "published.csv", tmp_path / "out"
+    published.write_text(text)
+    status, stderr = run_main("--runs", str(runs_root), "--out", str(out), "--published",
+                              str(published))
+    assert status == 2
+    [line] = stderr.strip().splitlines()
+    assert message in line
+    assert not [path for path in out.rglob("*") if path.is_file()]

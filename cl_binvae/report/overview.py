@@ -1,0 +1,122 @@
+"""One table across streams: every method's final accuracy in each protocol's table, with the
+published value beside it where the literature has one.
+
+Published values are data, kept in a CSV file (``results/published.csv``) with the columns
+``PUBLISHED_COLUMNS``: the stream, scenario and method label as this suite's tables name
+them (``dgr``, ``dgr+distill``, ``gen_classifier r=0``), the final average accuracy in
+percent, and where it was published. A cell is marked ``*`` where the published value lies
+outside our mean ± one sd: the README says why for each.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from cl_binvae.report.tables import Run, by_group, by_method, format_cell, mean_sd
+from cl_binvae.suite.atomic import write_text
+
+PUBLISHED_COLUMNS = ("stream", "scenario", "method", "final_avg_accuracy", "source")
+#: A method enters the overview from a table where it has at least this many seeds (single
+#: seeds are exploration).
+MIN_SEEDS = 2
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published final average accuracy (percent) and where it was published."""
+
+    accuracy: float
+    source: str
+
+
+def read_published(path: Path) -> dict[tuple[str, str, str], Published]:
+    """The published values in ``path`` by (stream, scenario, method label); ``ValueError``
+    naming the file and line for a header or row that is not as ``PUBLISHED_COLUMNS`` say,
+    an accuracy outside [0, 100], or a key given twice."""
+    values: dict[tuple[str, str, str], Published] = {}
+    with open(path, encoding="utf-8", newline="") as file:
+        rows = csv.reader(file)
+        header = tuple(next(rows, ()))
+        if header != PUBLISHED_COLUMNS:
+            raise ValueError(f"{path}: the header must be {','.join(PUBLISHED_COLUMNS)}")
+        for line, row in enumerate(rows, start=2):
+            if len(row) != len(PUBLISHED_COLUMNS) or not all(cell.strip() for cell in row):
+                raise ValueError(f"{path}:{line}: a row needs all of "
+                                 f"{', '.join(PUBLISHED_COLUMNS)}")
+            stream, scenario, method, accuracy, source = row
+            try:
+                value = float(accuracy)
+            except ValueError:
+                value = math.nan
+            if not 0 <= value <= 100:
+                raise ValueError(f"{path}:{line}: accuracy {accuracy!r} is not a percentage")
+            if (stream, scenario, method) in values:
+                raise ValueError(f"{path}:{line}: {stream} {scenario} {method} is given twice")
+            values[stream, scenario, method] = Published(value, source)
+    return values
+
+
+def overview_table(runs: Sequence[Run], published: dict[tuple[str, str, str], Published]
+                   ) -> pd.DataFrame:
+    """One row per (table, method) with at least ``MIN_SEEDS`` seeds, from the tables of
+    whole protocols (cut ones are left out): its final accuracy over seeds and the
+    published value of its stream, scenario and method, if any."""
+    rows = []
+    for group, members in sorted(by_group(runs).items(), key=lambda item: item[0].sort_key):
+        if group.iterations is not None or group.n_experiences is not None:
+            continue
+        for method, method_runs in by_method(members).items():
+            mean, sd, n = mean_sd(run.metrics.final_avg_accuracy for run in method_runs)
+            if n < MIN_SEEDS:
+                continue
+            known = published.get((group.stream, group.scenario, method))
+            rows.append({"order": method_runs[0].config.table_key,
+                         "table": group.slug, "title": group.title, "method": method,
+                         "mean": mean, "sd": sd, "n": n,
+                         "published": None if known is None else known.accuracy,
+                         "source": None if known is None else known.source})
+    return pd.DataFrame(rows, columns=["order", "table", "title", "method", "mean", "sd", "n",
+                                       "published", "source"])
+
+
+def overview_markdown(table: pd.DataFrame) -> str:
+    """The overview as a Markdown section: methods down, tables across, ``*`` where the
+    published value lies outside our mean ± sd; the sources below."""
+    titles = list(dict.fromkeys(table["title"]))
+    cells: dict[str, dict[str, str]] = {}
+    for row in sorted(table.to_dict("records"), key=lambda row: row["order"]):
+        cell = format_cell(row["mean"], row["sd"], row["n"])
+        if not pd.isna(row["published"]):
+            off = abs(100 * row["mean"] - row["published"]) > 100 * row["sd"]
+            cell += f" [{row['published']:.1f}{'*' if off else ''}]"
+        cells.setdefault(row["method"], {})[row["title"]] = cell
+    shown = pd.DataFrame([[method, *(by_title.get(title, "") for title in titles)]
+                          for method, by_title in cells.items()],
+                         columns=["Method", *titles])
+    body = shown.to_markdown(index=False, tablefmt="pipe",
+                             colalign=("left",) + ("right",) * len(titles))
+    sources = sorted({(row["method"], row["title"].split(" / ")[0], row["published"],
+                       row["source"]) for row in table.to_dict("records")
+                      if not pd.isna(row["published"])})
+    notes = "\n".join(f"- {method} on {stream}: {value:.1f}, {source}"
+                      for method, stream, value, source in sources)
+    return ("## Overview: final average accuracy (%) on every stream\n\n"
+            f"mean ± sd (n) over seeds, methods with at least {MIN_SEEDS} seeds; "
+            "[published value], * where it lies outside our mean ± sd.\n\n"
+            f"{body}\n\nPublished:\n\n{notes}\n")
+
+
+def write_overview(runs: Sequence[Run], published: dict[tuple[str, str, str], Published],
+                   out: Path) -> list[Path]:
+    """Write ``overview.csv`` and ``overview.md`` into ``out``; the paths written."""
+    table = overview_table(runs, published)
+    paths = [out / "overview.csv", out / "overview.md"]
+    write_text(paths[0], table.drop(columns="order").to_csv(index=False, float_format="%.6f"))
+    write_text(paths[1], overview_markdown(table))
+    return paths
