@@ -217,11 +217,16 @@ def generated_samples(runs: Sequence[Run], title: str, note: Notify,
     chosen = {id(run) for run in with_r + without_r if run.seed == seeds[0]}
     rows = [run for run in runs if id(run) in chosen]  # in table order
     n_cols = max(run.n_experiences for run in rows)
-    fig, axes = _figure(len(rows) * n_cols, ncols=n_cols, panel=(2.2, 2.2))
+    # A first column of its own for the method's name, one setting per line: names such as
+    # "gen_classifier r=0.3 prior=fitted20" outgrow a rotated label beside a small panel.
+    fig, axes = _figure(len(rows) * (n_cols + 1), ncols=n_cols + 1, panel=(2.2, 2.2))
     for row, run in enumerate(rows):
         images = _sample_images(run)
-        for col in range(n_cols):
-            ax = axes[row * n_cols + col]
+        label, *panels = axes[row * (n_cols + 1):(row + 1) * (n_cols + 1)]
+        label.set_axis_off()
+        label.text(0.5, 0.5, "\n".join(run.method.split(" ")), transform=label.transAxes,
+                   ha="center", va="center")
+        for col, ax in enumerate(panels):
             ax.set_axis_off()
             if col in images:
                 try:
@@ -230,9 +235,6 @@ def generated_samples(runs: Sequence[Run], title: str, note: Notify,
                     note(f"{images[col]} is unreadable ({err}); left blank")
             if row == 0:
                 ax.set_title(f"after exp {col}")
-            if col == 0:
-                ax.text(-0.05, 0.5, run.method, transform=ax.transAxes, rotation=90,
-                        ha="right", va="center")
     fig.suptitle(f"Generated samples, seed {seeds[0]}\n{title}")
     return fig
 
