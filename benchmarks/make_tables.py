@@ -12,9 +12,10 @@ cut to N iterations per experience / N experiences), ``paired_<...>.csv`` with t
 differences of binarized runs against their twins (also closing the Markdown table),
 ``generators_<...>.{md,csv}`` with the generator diagnostics after the last experience,
 ``diagnostics_<...>.{md,csv}`` with the diagnostics of methods that make their own,
-``compute_<...>.{md,csv}`` with each method's wall clock and what it keeps; with
-``--published``, ``overview.{md,csv}``: every method on every stream beside the published
-values; and PNG figures under ``figures/``. ``--readme`` fills that file's ``<!-- table: PATH -->``
+``compute_<...>.{md,csv}`` with each method's wall clock and what it keeps;
+``overview.{md,csv}``: every method on every stream, beside the published values of
+``--published`` (a CSV file: stream, scenario, method, final_avg_accuracy, source); and PNG
+figures under ``figures/``. ``--readme`` fills that file's ``<!-- table: PATH -->``
 blocks from the tables written. Every file is written aside first and all are swapped in
 together at the end: Ctrl-C or SIGTERM leaves the previous tables whole, and no temporary
 file. Unfinished, damaged or unreadable run folders are reported on stderr and left out;
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also fill this README's <!-- table: PATH --> blocks with the "
                              "generated tables (may repeat)")
     parser.add_argument("--published", type=_path, default=None, metavar="CSV",
-                        help="published values to set beside ours in OUT/overview.{md,csv} "
+                        help="published values to set beside ours in OUT/overview.md "
                              "(columns: stream, scenario, method, final_avg_accuracy, source)")
     parser.add_argument("--import", dest="imports", nargs="+", default=[],
                         metavar="FILE_OR_MODULE", type=path_argument,
@@ -94,7 +95,7 @@ def _tabulate(args: argparse.Namespace) -> int:
         from cl_binvae.suite.staging import remove_leftovers, staged
 
         # Read before any table is written: a malformed file fails alone.
-        published = None if args.published is None else read_published(args.published)
+        published = {} if args.published is None else read_published(args.published)
         try:
             runs = load_runs(args.runs, _report)
         except ResultsError as err:
@@ -107,8 +108,7 @@ def _tabulate(args: argparse.Namespace) -> int:
         # make_tables leaves the previous tables whole.
         with staged(args.out) as stage:
             written = write_tables(runs, stage.folder, _report)
-            if published is not None:
-                written += write_overview(runs, published, stage.folder)
+            written += write_overview(runs, published, stage.folder, _report)
             if args.figures:
                 # Imported here so that tables alone do not pay for seaborn and matplotlib.
                 from cl_binvae.report.figures import write_figures

@@ -35,11 +35,14 @@ def test_the_record_has_the_footprints_fields() -> None:
 
 
 def test_stored_samples_are_datasets_and_input_shaped_tensors() -> None:
+    """A reservoir's weights beside its dataset (one per sample) go with the samples; a
+    tensor of another length beside it is extra."""
     buffer = TensorDataset(torch.zeros(30, *SHAPE), torch.zeros(30))
     exemplars = [torch.zeros(5, *SHAPE), torch.zeros(7, *SHAPE)]
-    policy = Keeper(groups={0: Keeper(buffer=buffer)}, weights=torch.zeros(30))
+    group = Keeper(buffer=buffer, weights=torch.zeros(30), order=torch.zeros(4))
+    policy = Keeper(groups={0: group})
     strategy = strategy_with(Keeper(exemplars=exemplars), storage_policy=policy)
-    assert measure_footprint(strategy, SHAPE) == Footprint(51, 30, 42)
+    assert measure_footprint(strategy, SHAPE) == Footprint(51, 4, 42)
 
 
 def test_modules_and_tensors_count_once_and_the_model_and_optimizers_never() -> None:
@@ -54,6 +57,18 @@ def test_modules_and_tensors_count_once_and_the_model_and_optimizers_never() -> 
         loader_iter=iter(torch.utils.data.DataLoader(TensorDataset(torch.zeros(9, *SHAPE)))))
     strategy.plugins += [plugin, EvaluationPlugin()]
     assert measure_footprint(strategy, SHAPE) == Footprint(51, 51 + 48, 0)
+
+
+def test_a_modules_tensors_are_numbers_and_its_buffers_count() -> None:
+    """An input-shaped parameter is a weight, not a stored sample; buffers (batch-norm
+    statistics) count on both sides, the model's and a copy's."""
+    strategy = strategy_with()
+    strategy.model = nn.Sequential(nn.Linear(16, 3), nn.BatchNorm1d(3))  # 51 + 6 + 7
+    weights = nn.Module()
+    weights.kernel = nn.Parameter(torch.zeros(2, *SHAPE))  # 32
+    strategy.plugins += [Keeper(copy=nn.Sequential(nn.BatchNorm1d(3)), weights=weights),
+                         Keeper(inner=Keeper(evaluator=EvaluationPlugin()))]
+    assert measure_footprint(strategy, SHAPE) == Footprint(64, 13 + 32, 0)
 
 
 def test_a_strategy_that_keeps_nothing() -> None:

@@ -461,11 +461,14 @@ def test_overview_sets_published_values_beside_ours(tmp_path: Path) -> None:
     write_run(root, "cut_dgr0", "dgr", 0, 0.5, 0.2, iterations=5)
     write_run(root, "cut_dgr1", "dgr", 1, 0.5, 0.2, iterations=5)  # a cut protocol: left out
     published = tmp_path / "published.csv"
-    published.write_text("stream,scenario,method,final_avg_accuracy,source\n"
-                         "split_mnist,class,dgr,90.8,Somebody 2021\n"
-                         "split_mnist,class,er,50.0,Somebody else 2020\n")
-    assert run_main("--runs", str(root), "--out", str(out), "--no-figures",
-                    "--published", str(published))[0] == 0
+    published.write_bytes("\ufeffstream,scenario,method,final_avg_accuracy,source\n"
+                          "split_mnist,class,dgr,90.8,Somebody 2021\n"
+                          "split_mnist,class,er,50.0,Somebody else 2020\n"
+                          "split_mnist,class,dgrr,91.0,A typo\n".encode())  # a BOM, as Excel
+    status, stderr = run_main("--runs", str(root), "--out", str(out), "--no-figures",
+                              "--published", str(published))
+    assert status == 0
+    assert "published split_mnist class dgrr: no table of the overview has that row" in stderr
     markdown = (out / "overview.md").read_text()
     header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
     assert [c.strip() for c in header.split("|")[2:-1]] == [
@@ -475,7 +478,7 @@ def test_overview_sets_published_values_beside_ours(tmp_path: Path) -> None:
     assert rows["dgr"] == ["91.00 ± 1.41 (2) [90.8]", ""]  # within one sd
     assert rows["er"] == ["71.00 ± 1.41 (2) [50.0*]", ""]
     assert rows["naive"] == ["", "90.00 ± 0.00 (2)"]
-    assert "- dgr on split_mnist: 90.8, Somebody 2021" in markdown
+    assert "- dgr on split_mnist / class: 90.8, Somebody 2021" in markdown
     assert len(pd.read_csv(out / "overview.csv")) == 3
 
 
@@ -485,13 +488,17 @@ def test_overview_sets_published_values_beside_ours(tmp_path: Path) -> None:
      "published.csv:2: a row needs all of"),
     ("stream,scenario,method,final_avg_accuracy,source\nsplit_mnist,class,dgr,908,x\n",
      "published.csv:2: accuracy '908' is not a percentage"),
+    (b"stream,scenario,method,final_avg_accuracy,source\n\xff\n", "not a UTF-8 CSV file"),
     (("stream,scenario,method,final_avg_accuracy,source\nsplit_mnist,class,dgr,90,x\n"
      "split_mnist,class,dgr,91,y\n"), "published.csv:3: split_mnist class dgr is given twice"),
 ])
 def test_a_bad_published_file_exits_2_before_anything_is_written(
-        runs_root: Path, tmp_path: Path, text: str, message: str) -> None:
+        runs_root: Path, tmp_path: Path, text: str | bytes, message: str) -> None:
     published, out = tmp_path / "published.csv", tmp_path / "out"
-    published.write_text(text)
+    if isinstance(text, bytes):
+        published.write_bytes(text)
+    else:
+        published.write_text(text)
     status, stderr = run_main("--runs", str(runs_root), "--out", str(out), "--published",
                               str(published))
     assert status == 2

@@ -715,3 +715,38 @@ def test_an_unreachable_ray_address_fails_fast(driver, tmp_path, data_root, caps
     assert "does not answer" in one_line_error(capsys, code)
     assert time.time() - start < 30
     assert not (tmp_path / "runs").exists()
+
+
+KEEPS_SPARSE = '''
+import torch
+from avalanche.core import SupervisedPlugin
+
+import cl_binvae
+
+
+class Keeper(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.kept = torch.sparse_coo_tensor(torch.tensor([[0]]), torch.tensor([1.0]), (3,))
+
+
+@cl_binvae.register_method("keeps_sparse")
+def keeps_sparse(ctx):
+    """fine-tuning with a plugin holding a tensor whose storage cannot be read"""
+    return ctx.tensor_strategy(plugins=[Keeper()])
+'''
+
+
+def test_a_run_whose_keepings_cannot_be_counted_still_finishes(cli, tmp_path):
+    """Counting what a method keeps is a record, not a result: where it fails (a sparse
+    tensor has no data pointer), the run finishes without the counts, said in one line."""
+    (tmp_path / "keeper.py").write_text(KEEPS_SPARSE)
+    out = tmp_path / "runs"
+    done = cli("run", *TINY, "--import", str(tmp_path / "keeper.py"), "--strategy",
+               "keeps_sparse", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    [folder] = out.glob("*-keeps_sparse-*")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["stored_samples"] is None and metrics["model_parameters"] is None
+    [line] = [x for x in done.stderr.splitlines() if "was not counted" in x]
+    assert f"{folder.name}: what keeps_sparse keeps was not counted (RuntimeError" in line

@@ -20,6 +20,7 @@ import pandas as pd
 
 from cl_binvae.report.tables import Run, by_group, by_method, format_cell, mean_sd
 from cl_binvae.suite.atomic import write_text
+from cl_binvae.suite.rundir import Notify
 
 PUBLISHED_COLUMNS = ("stream", "scenario", "method", "final_avg_accuracy", "source")
 #: A method enters the overview from a table where it has at least this many seeds (single
@@ -37,36 +38,39 @@ class Published:
 
 def read_published(path: Path) -> dict[tuple[str, str, str], Published]:
     """The published values in ``path`` by (stream, scenario, method label); ``ValueError``
-    naming the file and line for a header or row that is not as ``PUBLISHED_COLUMNS`` say,
-    an accuracy outside [0, 100], or a key given twice."""
+    naming the file (and line) for a file that is not UTF-8 CSV, a header or row that is not
+    as ``PUBLISHED_COLUMNS`` say, an accuracy outside [0, 100], or a key given twice."""
     values: dict[tuple[str, str, str], Published] = {}
-    with open(path, encoding="utf-8", newline="") as file:
-        rows = csv.reader(file)
-        header = tuple(next(rows, ()))
-        if header != PUBLISHED_COLUMNS:
-            raise ValueError(f"{path}: the header must be {','.join(PUBLISHED_COLUMNS)}")
-        for line, row in enumerate(rows, start=2):
-            if len(row) != len(PUBLISHED_COLUMNS) or not all(cell.strip() for cell in row):
-                raise ValueError(f"{path}:{line}: a row needs all of "
-                                 f"{', '.join(PUBLISHED_COLUMNS)}")
-            stream, scenario, method, accuracy, source = row
-            try:
-                value = float(accuracy)
-            except ValueError:
-                value = math.nan
-            if not 0 <= value <= 100:
-                raise ValueError(f"{path}:{line}: accuracy {accuracy!r} is not a percentage")
-            if (stream, scenario, method) in values:
-                raise ValueError(f"{path}:{line}: {stream} {scenario} {method} is given twice")
-            values[stream, scenario, method] = Published(value, source)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            rows = csv.reader(file)
+            if tuple(next(rows, ())) != PUBLISHED_COLUMNS:
+                raise ValueError(f"{path}: the header must be {','.join(PUBLISHED_COLUMNS)}")
+            for row in rows:
+                where = f"{path}:{rows.line_num}"
+                if len(row) != len(PUBLISHED_COLUMNS) or not all(c.strip() for c in row):
+                    raise ValueError(f"{where}: a row needs all of "
+                                     f"{', '.join(PUBLISHED_COLUMNS)}")
+                stream, scenario, method, accuracy, source = (c.strip() for c in row)
+                try:
+                    value = float(accuracy)
+                except ValueError:
+                    value = math.nan
+                if not 0 <= value <= 100:
+                    raise ValueError(f"{where}: accuracy {accuracy!r} is not a percentage")
+                if (stream, scenario, method) in values:
+                    raise ValueError(f"{where}: {stream} {scenario} {method} is given twice")
+                values[stream, scenario, method] = Published(value, source)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: not a UTF-8 CSV file ({err})") from None
     return values
 
 
 def overview_table(runs: Sequence[Run], published: dict[tuple[str, str, str], Published]
                    ) -> pd.DataFrame:
     """One row per (table, method) with at least ``MIN_SEEDS`` seeds, from the tables of
-    whole protocols (cut ones are left out): its final accuracy over seeds and the
-    published value of its stream, scenario and method, if any."""
+    whole protocols (cut or extended ones are left out): its final accuracy over seeds and
+    the published value of its stream, scenario and method, if any."""
     rows = []
     for group, members in sorted(by_group(runs).items(), key=lambda item: item[0].sort_key):
         if group.iterations is not None or group.n_experiences is not None:
@@ -77,12 +81,13 @@ def overview_table(runs: Sequence[Run], published: dict[tuple[str, str, str], Pu
                 continue
             known = published.get((group.stream, group.scenario, method))
             rows.append({"order": method_runs[0].config.table_key,
-                         "table": group.slug, "title": group.title, "method": method,
+                         "table": group.slug, "title": group.title, "stream": group.stream,
+                         "scenario": group.scenario, "method": method,
                          "mean": mean, "sd": sd, "n": n,
                          "published": None if known is None else known.accuracy,
                          "source": None if known is None else known.source})
-    return pd.DataFrame(rows, columns=["order", "table", "title", "method", "mean", "sd", "n",
-                                       "published", "source"])
+    return pd.DataFrame(rows, columns=["order", "table", "title", "stream", "scenario",
+                                       "method", "mean", "sd", "n", "published", "source"])
 
 
 def overview_markdown(table: pd.DataFrame) -> str:
@@ -101,21 +106,27 @@ def overview_markdown(table: pd.DataFrame) -> str:
                          columns=["Method", *titles])
     body = shown.to_markdown(index=False, tablefmt="pipe",
                              colalign=("left",) + ("right",) * len(titles))
-    sources = sorted({(row["method"], row["title"].split(" / ")[0], row["published"],
-                       row["source"]) for row in table.to_dict("records")
+    sources = sorted({(row["method"], f"{row['stream']} / {row['scenario']}",
+                       row["published"], row["source"]) for row in table.to_dict("records")
                       if not pd.isna(row["published"])})
-    notes = "\n".join(f"- {method} on {stream}: {value:.1f}, {source}"
-                      for method, stream, value, source in sources)
+    notes = "".join(f"- {method} on {where}: {value:.1f}, {source}\n"
+                    for method, where, value, source in sources)
     return ("## Overview: final average accuracy (%) on every stream\n\n"
             f"mean ± sd (n) over seeds, methods with at least {MIN_SEEDS} seeds; "
             "[published value], * where it lies outside our mean ± sd.\n\n"
-            f"{body}\n\nPublished:\n\n{notes}\n")
+            f"{body}\n" + (f"\nPublished:\n\n{notes}" if notes else ""))
 
 
 def write_overview(runs: Sequence[Run], published: dict[tuple[str, str, str], Published],
-                   out: Path) -> list[Path]:
-    """Write ``overview.csv`` and ``overview.md`` into ``out``; the paths written."""
+                   out: Path, report: Notify) -> list[Path]:
+    """Write ``overview.csv`` and ``overview.md`` into ``out``; the paths written. A
+    published value that no row of the overview takes (a misspelt method label, a stream
+    not run) is reported."""
     table = overview_table(runs, published)
+    taken = set(zip(table["stream"], table["scenario"], table["method"], strict=True))
+    for stream, scenario, method in sorted(set(published) - taken):
+        report(f"published {stream} {scenario} {method}: no table of the overview has that "
+               "row")
     paths = [out / "overview.csv", out / "overview.md"]
     write_text(paths[0], table.drop(columns="order").to_csv(index=False, float_format="%.6f"))
     write_text(paths[1], overview_markdown(table))

@@ -14,9 +14,11 @@ import torchvision
 
 
 def _loaded_commit() -> str:
-    """The commit of the code this process loaded, ``-dirty`` when tracked files differed from
-    it; read once, as the suite is imported: a sweep that outlives a commit (runs take hours)
-    keeps recording the code it runs, not the checkout's newer HEAD."""
+    """The commit checked out as the suite was imported, ``-dirty`` when tracked files
+    differed from it; read once: a sweep that outlives a commit (runs take hours) keeps
+    recording the code it started with, not the checkout's newer HEAD. A method's builder
+    imports some modules when first used, from the checkout as it is then: keep the checkout
+    still while a sweep runs."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()
@@ -32,7 +34,7 @@ _COMMIT = _loaded_commit()
 
 
 def environment(device: str) -> dict[str, Any]:
-    """``git_commit`` (of the code this process loaded, see ``_loaded_commit``),
+    """``git_commit`` (checked out as the suite was imported, see ``_loaded_commit``),
     ``versions`` and ``device``, as a run directory's ``config.json`` records them."""
     if device.startswith("cuda"):
         name = torch.cuda.get_device_name(torch.device(device))

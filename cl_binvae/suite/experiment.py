@@ -168,7 +168,7 @@ def _train(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
 
 def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, device: str,
                        progress: bool, report: Notify, evaluator: Any
-                       ) -> tuple[checkpoint.Progress, Footprint]:
+                       ) -> tuple[checkpoint.Progress, Footprint | None]:
     """Resume or start the run's strategy and train it on the experiences not done yet,
     checkpointing after each; the accuracy rows, diagnostics and time so far, and what the
     trained strategy keeps."""
@@ -218,7 +218,7 @@ def _train_experiences(run: RunConfig, directory: RunDirectory, stream: Stream, 
                        f"{np.mean(seen):.3f} ({state.seconds:.0f} s)")
         if method.resumable:
             checkpoint.save(saved, run.run_id, strategy, state)
-    return state, measure_footprint(strategy, stream.input_shape)
+    return state, _footprint(strategy, stream, report, run)
 
 
 def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) -> str | None:
@@ -258,13 +258,14 @@ def _resume_problem(run: RunConfig, stream: Stream, device: str, saved: Path) ->
 
 
 def _finish(directory: RunDirectory, joint: bool, state: checkpoint.Progress,
-            footprint: Footprint) -> RunMetrics:
+            footprint: Footprint | None) -> RunMetrics:
     acc = np.array(state.rows)
     summary = summarize_matrix(acc, np.array(state.initial))
     if joint:  # one row, trained on everything at once: no accuracy per step
         summary["avg_accuracy_per_step"] = None
     metrics = RunMetrics(**summary, n_experiences=acc.shape[1],
-                         wall_clock_s=round(state.seconds, 3), **asdict(footprint))
+                         wall_clock_s=round(state.seconds, 3),
+                         **(asdict(footprint) if footprint is not None else {}))
     directory.write_results(acc, joint, metrics, state.diagnostics)
     checkpoint.remove(directory.file(PROGRESS_FILE))
     return metrics
@@ -283,6 +284,18 @@ def _write_record(run: RunConfig, directory: RunDirectory, device: str, keep: bo
     directory.write_record(RunRecord(run_id=run.run_id, run=run,
                                      protocol=run.describe()["protocol"],
                                      **environment(device)))
+
+
+def _footprint(strategy: Any, stream: Stream, report: Notify, run: RunConfig
+               ) -> Footprint | None:
+    """What the trained strategy keeps, or None, said in one line, where a method holds
+    something the count cannot read: a finished run is not failed over a record."""
+    try:
+        return measure_footprint(strategy, stream.input_shape)
+    except Exception as err:  # noqa: BLE001 - whatever a user's plugin holds
+        report(f"{run.dir_name}: what {run.strategy} keeps was not counted "
+               f"({type(err).__name__}: {' '.join(str(err).split())})")
+        return None
 
 
 def _check_finite_weights(strategy: Any, i: int) -> None:
