@@ -28,12 +28,11 @@ outside what a checkpoint saves: an interrupted run starts over (``resumable=Fal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cl_binvae.suite.registry import register_method
-from cl_binvae.suite.settings import MethodSettings, flag
+from cl_binvae.suite.settings import MethodSettings, flag, require_finite
 
 if TYPE_CHECKING:
     from cl_binvae.suite.context import MethodContext
@@ -49,11 +48,8 @@ class DERSettings(MethodSettings):
                            "(0: plain DER)")
 
     def _check(self) -> None:
-        for name in ("der_alpha", "der_beta"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"--{name.replace('_', '-')} must be finite and >= 0, got "
-                                 f"{value:g}")
+        require_finite("der_alpha", self.der_alpha)
+        require_finite("der_beta", self.der_beta)
 
 
 # Buffer and stored logits in the strategy, outside what a checkpoint saves: restarts.

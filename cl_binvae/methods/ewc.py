@@ -28,12 +28,11 @@ no ``state_dict``): an interrupted run starts over (``resumable=False``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cl_binvae.suite.registry import register_method
-from cl_binvae.suite.settings import MethodSettings, flag
+from cl_binvae.suite.settings import MethodSettings, flag, require_finite
 
 if TYPE_CHECKING:
     from cl_binvae.suite.context import MethodContext
@@ -48,8 +47,7 @@ DECAY_HELP = "decay gamma of online EWC's accumulated Fisher, F = F_new + gamma 
 
 def check_ewc(ewc_lambda: float, ewc_decay: float) -> None:
     """``ValueError`` in one line for an EWC strength or decay that makes no run."""
-    if not (math.isfinite(ewc_lambda) and ewc_lambda >= 0):
-        raise ValueError(f"--ewc-lambda must be finite and >= 0, got {ewc_lambda:g}")
+    require_finite("ewc_lambda", ewc_lambda)
     if not 0 <= ewc_decay <= 1:
         raise ValueError(f"--ewc-decay must be in [0, 1], got {ewc_decay:g}")
 

@@ -20,12 +20,11 @@ an interrupted run starts over (``resumable=False``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cl_binvae.suite.registry import register_method
-from cl_binvae.suite.settings import MethodSettings, flag
+from cl_binvae.suite.settings import MethodSettings, flag, require_finite
 
 if TYPE_CHECKING:
     from cl_binvae.suite.context import MethodContext
@@ -41,11 +40,8 @@ class LwFSettings(MethodSettings):
     lwf_temperature: float = flag(2.0, "distillation temperature T of LwF, > 0")
 
     def _check(self) -> None:
-        if not (math.isfinite(self.lwf_alpha) and self.lwf_alpha >= 0):
-            raise ValueError(f"--lwf-alpha must be finite and >= 0, got {self.lwf_alpha:g}")
-        if not (math.isfinite(self.lwf_temperature) and self.lwf_temperature > 0):
-            raise ValueError("--lwf-temperature must be finite and > 0, got "
-                             f"{self.lwf_temperature:g}")
+        require_finite("lwf_alpha", self.lwf_alpha)
+        require_finite("lwf_temperature", self.lwf_temperature, positive=True)
 
 
 # The previous model in the plugin, outside what a checkpoint saves: restarts.

@@ -28,12 +28,11 @@ over (``resumable=False``).
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cl_binvae.suite.registry import register_method
-from cl_binvae.suite.settings import MethodSettings, flag
+from cl_binvae.suite.settings import MethodSettings, flag, require_finite
 
 if TYPE_CHECKING:
     from cl_binvae.suite.context import MethodContext
@@ -48,10 +47,8 @@ class SISettings(MethodSettings):
     si_eps: float = flag(0.1, "SI's damping eps in omega = W / (delta^2 + eps), > 0")
 
     def _check(self) -> None:
-        if not (math.isfinite(self.si_lambda) and self.si_lambda >= 0):
-            raise ValueError(f"--si-lambda must be finite and >= 0, got {self.si_lambda:g}")
-        if not (math.isfinite(self.si_eps) and self.si_eps > 0):
-            raise ValueError(f"--si-eps must be finite and > 0, got {self.si_eps:g}")
+        require_finite("si_lambda", self.si_lambda)
+        require_finite("si_eps", self.si_eps, positive=True)
 
 
 @functools.cache

@@ -15,6 +15,7 @@ Plain Python, no torch: the driver builds its parser from these before importing
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,6 +132,14 @@ def as_floats(settings: Any) -> None:
         kinds = typing.get_args(hints[field.name]) or (hints[field.name],)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(settings, field.name, float(value))
+
+
+def require_finite(field: str, value: float, positive: bool = False) -> None:
+    """``ValueError`` in one line, naming the flag of ``field``, for a value that is not finite
+    and >= 0 (> 0 when ``positive``): the check of every strength, weight and temperature."""
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise ValueError(f"--{field.replace('_', '-')} must be finite and "
+                         f"{'>' if positive else '>='} 0, got {value:g}")
 
 
 @dataclass(frozen=True)
