@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data root and its datasets, and the scripts under benchmarks/."""
+"""Shared fixtures: the real data root, its datasets and a 4-digit slice of MNIST, and the
+scripts under benchmarks/."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,6 +40,20 @@ def mnist(data_root: Path) -> ArrayDataset:
 def cifar10(data_root: Path) -> ArrayDataset:
     """The real CIFAR-10, loaded once per test session."""
     return load_dataset("cifar10", data_root)
+
+
+@pytest.fixture(scope="session")
+def four_digits(tmp_path_factory: pytest.TempPathFactory, mnist: ArrayDataset) -> Path:
+    """MNIST digits 0-3, 200 training and 60 test images each, as a user's .npz: two
+    experiences of two classes."""
+    def pick(x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.concatenate([np.flatnonzero(y == c)[:n] for c in range(4)])
+        return x[keep], y[keep]
+    x_train, y_train = pick(mnist.x_train, mnist.y_train, 200)
+    x_test, y_test = pick(mnist.x_test, mnist.y_test, 60)
+    path = tmp_path_factory.mktemp("data") / "four_digits.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return path
 
 
 @pytest.fixture

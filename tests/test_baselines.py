@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cl_binvae.methods.ewc import EWCSettings
@@ -22,20 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 NEW = ("ewc", "si", "lwf", "agem", "icarl", "der", "ewc_replay")
 REHEARSAL = ("agem", "icarl", "der")
-
-
-@pytest.fixture(scope="module")
-def four_digits(tmp_path_factory, mnist):
-    """MNIST digits 0-3, 200 training and 60 test images each, as a user's .npz: two
-    experiences of two classes."""
-    def pick(x, y, n):
-        keep = np.concatenate([np.flatnonzero(y == c)[:n] for c in range(4)])
-        return x[keep], y[keep]
-    x_train, y_train = pick(mnist.x_train, mnist.y_train, 200)
-    x_test, y_test = pick(mnist.x_test, mnist.y_test, 60)
-    path = tmp_path_factory.mktemp("data") / "four_digits.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
 
 
 def tiny(stream: Path | str, out: Path, *args: str) -> list[str]:

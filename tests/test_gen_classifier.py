@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -23,19 +22,6 @@ from cl_binvae.suite.streams import build_stream
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY_VAE = VAEConfig(hidden=(32,), z_dim=3, prior=PriorConfig("mixture"))
-
-
-@pytest.fixture(scope="module")
-def four_digits(tmp_path_factory, mnist):
-    """MNIST digits 0-3, 200 training and 60 test images each, as a user's .npz."""
-    def pick(x, y, n):
-        keep = np.concatenate([np.flatnonzero(y == c)[:n] for c in range(4)])
-        return x[keep], y[keep]
-    x_train, y_train = pick(mnist.x_train, mnist.y_train, 200)
-    x_test, y_test = pick(mnist.x_test, mnist.y_test, 60)
-    path = tmp_path_factory.mktemp("data") / "four_digits.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
 
 
 def stream(path, scenario: str = "class"):
