@@ -482,6 +482,17 @@ def test_overview_sets_published_values_beside_ours(tmp_path: Path) -> None:
     assert len(pd.read_csv(out / "overview.csv")) == 3
 
 
+def test_overview_of_single_seeds_says_so_in_a_sentence(tmp_path: Path) -> None:
+    """A pilot's runs (one seed each) give no overview row: a sentence, not an empty table."""
+    root, out = tmp_path / "runs", tmp_path / "out"
+    write_run(root, "dgr0", "dgr", 0, 0.9, 0.05)
+    status, _ = run_main("--runs", str(root), "--out", str(out), "--no-figures")
+    assert status == 0
+    markdown = (out / "overview.md").read_text()
+    assert "No method has 2 seeds or more" in markdown and "| Method" not in markdown
+    assert pd.read_csv(out / "overview.csv").empty
+
+
 @pytest.mark.parametrize("text, message", [
     ("stream,scenario,method,accuracy,source\n", "the header must be"),
     ("stream,scenario,method,final_avg_accuracy,source\nsplit_mnist,class,dgr,,x\n",

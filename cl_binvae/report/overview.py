@@ -93,6 +93,10 @@ def overview_table(runs: Sequence[Run], published: dict[tuple[str, str, str], Pu
 def overview_markdown(table: pd.DataFrame) -> str:
     """The overview as a Markdown section: methods down, tables across, ``*`` where the
     published value lies outside our mean ± sd; the sources below."""
+    heading = "## Overview: final average accuracy (%) on every stream\n\n"
+    if table.empty:  # a pilot's single seeds, say: a sentence, not a table with no rows
+        return (f"{heading}No method has {MIN_SEEDS} seeds or more in a table of a whole "
+                "protocol yet.\n")
     titles = list(dict.fromkeys(table["title"]))
     cells: dict[str, dict[str, str]] = {}
     for row in sorted(table.to_dict("records"), key=lambda row: row["order"]):
@@ -111,8 +115,7 @@ def overview_markdown(table: pd.DataFrame) -> str:
                       if not pd.isna(row["published"])})
     notes = "".join(f"- {method} on {where}: {value:.1f}, {source}\n"
                     for method, where, value, source in sources)
-    return ("## Overview: final average accuracy (%) on every stream\n\n"
-            f"mean ± sd (n) over seeds, methods with at least {MIN_SEEDS} seeds; "
+    return (f"{heading}mean ± sd (n) over seeds, methods with at least {MIN_SEEDS} seeds; "
             "[published value], * where it lies outside our mean ± sd.\n\n"
             f"{body}\n" + (f"\nPublished:\n\n{notes}" if notes else ""))
 
