@@ -25,7 +25,6 @@ from matplotlib.image import imsave
 from cl_binvae.report.tables import Group
 from cl_binvae.suite.metrics import summarize_matrix
 from cl_binvae.suite.registry import get_method
-from cl_binvae.suite.replay_settings import ReplaySettings
 from cl_binvae.suite.run_config import RunConfig
 from cl_binvae.suite.rundir import FOOTPRINT_KEYS, RunDirectory, RunMetrics, RunRecord
 
@@ -48,12 +47,13 @@ def write_run(
     """Write a finished run folder ``<name>-<run id>`` as benchmarks/run.py would: every
     experience but the last at ``final + forgetting``, the last at ``final`` (so forgetting
     is ``forgetting`` and BWT its negative), metrics computed from that matrix."""
-    replays = get_method(strategy).replays
+    method = get_method(strategy)
+    replays = method.replays
     common = {key: settings.pop(key) for key in ("preset", "stream") if key in settings}
     settings.setdefault("prior", "mixture")  # the prior of the runs these tables model
     run = RunConfig(strategy=strategy, seed=seed, scenario=scenario, iterations=iterations,
-                    settings=ReplaySettings(r=r, distill=distill, **settings) if replays
-                    else None, **common)
+                    settings=type(method.settings)(r=r, distill=distill, **settings)
+                    if replays else None, **common)
     directory = RunDirectory(root / f"{name}-{run.run_id}")
     directory.path.mkdir(parents=True)
     protocol = json.loads(json.dumps(run.describe()["protocol"]))
@@ -447,6 +447,24 @@ def test_generator_summary_averages_the_last_diagnostics(tabulated: tuple[Path, 
     assert (summary["recon"] == 100.0).all() and summary["iw_ll"].isna().all()
     markdown = (tabulated[0] / "generators_split_mnist_class_paper.md").read_text()
     assert "| dgr " in markdown and "nan" not in markdown
+
+
+def test_paired_differences_of_a_method_against_the_one_it_extends(tmp_path: Path) -> None:
+    """ewc_replay is binvae_gr plus EWC: paired with binvae_gr under the replay settings
+    they share (r = 1, fitted prior), not with binvae_gr at another prior or with dgr."""
+    runs = tmp_path / "runs"
+    for seed, (ewc_acc, bin_acc) in enumerate([(0.91, 0.94), (0.92, 0.93), (0.90, 0.94)]):
+        write_run(runs, f"ewc{seed}", "ewc_replay", seed, ewc_acc, r=1.0, prior="fitted")
+        write_run(runs, f"bin{seed}", "binvae_gr", seed, bin_acc, r=1.0, prior="fitted")
+        write_run(runs, f"mix{seed}", "binvae_gr", seed, 0.5, r=1.0)
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures")
+    assert status == 0, stderr
+    paired = pd.read_csv(tmp_path / "out" / "paired_split_mnist_class_paper.csv")
+    rows = {(r["method"], r["baseline"]): r for r in paired.to_dict("records")}
+    assert set(rows) == {("ewc_replay r=1 prior=fitted20", "binvae_gr r=1 prior=fitted20")}
+    assert rows["ewc_replay r=1 prior=fitted20", "binvae_gr r=1 prior=fitted20"][
+        "diff_mean"] == pytest.approx(-0.08 / 3, abs=1e-6)  # -0.03 - 0.01 - 0.04
 
 
 def test_overview_sets_published_values_beside_ours(tmp_path: Path) -> None:

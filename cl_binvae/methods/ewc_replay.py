@@ -48,7 +48,8 @@ class EWCReplaySettings(ReplaySettings):
 
 # EWC's importances are outside what a checkpoint saves: restarts. r = 1 under the fitted
 # prior, binvae_gr's defaults.
-@register_method("ewc_replay", settings=EWCReplaySettings(r=1.0), resumable=False, rank=45)
+@register_method("ewc_replay", settings=EWCReplaySettings(r=1.0), resumable=False, rank=45,
+                 extends="binvae_gr")
 def ewc_replay(ctx: MethodContext) -> Any:
     """online EWC with our binarized replay (r = 1, fitted prior)"""
     settings = ctx.settings

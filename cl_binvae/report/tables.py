@@ -250,8 +250,9 @@ def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
 
 def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
     """Each binarized configuration (a method that takes r, at r > 0) against its r = 0 twin
-    (``r_baseline``, e.g. dgr) under the same settings, and against the plain twin (default
-    prior and replay settings): final accuracy differences paired by seed, with their mean,
+    (``r_baseline``, e.g. dgr) under the same settings and against the plain twin (default
+    prior and replay settings), and each method that ``extends`` another against it under
+    their shared settings: final accuracy differences paired by seed, with their mean,
     sample sd and 95% t-interval. Runs of one group; rows in table order."""
     from scipy import stats
 
@@ -259,13 +260,14 @@ def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
     rows = []
     for method, members in by_method(runs).items():
         config = members[0].config
-        if not config.method_record.takes_r or config.r == 0:
-            continue
+        twins = [config.extended_twin]
+        if config.method_record.takes_r and config.r != 0:
+            twins = [config.r_zero_twin, config.plain_twin, *twins]
         baselines = []
-        for twin in (config.r_zero_twin, config.plain_twin):
+        for twin in twins:
             try:
                 baselines.append(twin().method)
-            except ValueError:  # no r_baseline, or the twin cannot take these settings
+            except ValueError:  # no such twin, or it cannot take these settings
                 continue
         for baseline in dict.fromkeys(baselines):
             seeds = [run.seed for run in members if (baseline, run.seed) in finals]

@@ -19,6 +19,8 @@ directories, tables and figures need to know, and nothing else tells them:
 - ``protocol``: how a preset sets it up on a stream, when the presets' shared protocol
   (:mod:`cl_binvae.suite.presets`) does not fit it;
 - ``r_baseline``: the method that is this one at r = 0 (paired differences, r sweeps);
+- ``extends``: the method this one adds to (ewc_replay: binvae_gr plus EWC), compared with
+  it in paired differences under the settings they share;
 - ``joint``: it trains once on all experiences together (the upper bound);
 - ``samples``: how to draw images from a generator that is not our plugin's (sample grids);
 - ``diagnose``: ``diagnose(strategy, test_stream, i) -> row`` after each experience i, for a
@@ -71,6 +73,7 @@ class Method:
     samples: Callable[[Any, int], Any] | None = None
     diagnose: Callable[[Any, Any, int], dict[str, float]] | None = None
     rank: int = 50
+    extends: str | None = None
 
     @property
     def flags(self) -> tuple[Flag, ...]:
@@ -103,7 +106,8 @@ def register_method(name: str, *, scenarios: tuple[str, ...] = SCENARIOS,
                     r_baseline: str | None = None, joint: bool = False,
                     samples: Callable[[Any, int], Any] | None = None,
                     diagnose: Callable[[Any, Any, int], dict[str, float]] | None = None,
-                    rank: int = 50) -> Callable[[Builder], Builder]:
+                    rank: int = 50, extends: str | None = None
+                    ) -> Callable[[Builder], Builder]:
     """Decorator: register ``build(ctx) -> strategy`` as method ``name`` (see the module doc).
 
     The first line of the builder's docstring describes the method in ``--help``. Raises
@@ -140,7 +144,7 @@ def register_method(name: str, *, scenarios: tuple[str, ...] = SCENARIOS,
         doc = (build.__doc__ or "").strip().splitlines()
         METHODS[name] = Method(name, build, doc[0] if doc else name, tuple(scenarios),
                                resumable, settings, tuple(pinned), protocol, r_baseline,
-                               joint, samples, diagnose, rank)
+                               joint, samples, diagnose, rank, extends)
         return build
 
     return decorator

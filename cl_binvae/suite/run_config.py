@@ -213,6 +213,25 @@ class RunConfig:
                          seed=self.seed, preset=self.preset, iterations=self.iterations,
                          n_experiences=self.n_experiences, settings=settings)
 
+    def extended_twin(self) -> RunConfig:
+        """This run as the method it ``extends`` (ewc_replay -> binvae_gr): the same protocol,
+        seed and shared settings, without what this method adds; compared with it in paired
+        differences. ``ValueError`` if the method extends none, or these settings lack that
+        method's."""
+        name = self.method_record.extends
+        if name is None:
+            raise ValueError(f"{self.strategy} extends no method")
+        twin = get_method(name)
+        if twin.settings is None:
+            return dataclasses.replace(self, strategy=name, settings=None)
+        try:
+            shared = {f.name: getattr(self.settings, f.name)
+                      for f in dataclasses.fields(twin.settings)}
+        except AttributeError as error:
+            raise ValueError(f"{self.strategy} lacks settings of {name}: {error}") from None
+        return dataclasses.replace(self, strategy=name,
+                                   settings=dataclasses.replace(twin.settings, **shared))
+
     def _r_baseline(self) -> Method:
         name = self.method_record.r_baseline
         if name is None:
