@@ -42,6 +42,22 @@ def registry():
             del sys.modules[name]
 
 
+def test_the_extended_twin_keeps_protocol_seed_and_shared_settings(registry):
+    """ewc_replay's twin is binvae_gr with its replay settings; a method extending one
+    without settings gets that method plainly; a method extending none says so."""
+    settings = get_method("ewc_replay").settings
+    combined = RunConfig(strategy="ewc_replay", seed=3, scenario="task",
+                         settings=type(settings)(r=0.5, prior="mixture", ewc_lambda=5.0))
+    twin = combined.extended_twin()
+    assert (twin.strategy, twin.seed, twin.scenario) == ("binvae_gr", 3, "task")
+    assert twin.settings == cl_binvae.ReplaySettings(r=0.5, prior="mixture")
+    cl_binvae.register_method("naive_plus", extends="naive")(lambda ctx: None)
+    assert RunConfig(strategy="naive_plus", seed=2).extended_twin() == \
+        RunConfig(strategy="naive", seed=2)
+    with pytest.raises(ValueError, match="naive extends no method"):
+        RunConfig(strategy="naive", seed=0).extended_twin()
+
+
 def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
     with pytest.raises(ValueError, match="'naive' is registered already"):
         cl_binvae.register_method("naive")(lambda ctx: None)
