@@ -58,6 +58,14 @@ def test_the_extended_twin_keeps_protocol_seed_and_shared_settings(registry):
         RunConfig(strategy="naive", seed=0).extended_twin()
 
 
+def test_extending_a_method_not_registered_is_refused(registry):
+    with pytest.raises(ValueError, match="'naive_plus' extends 'naiv', which is not a registered"):
+        cl_binvae.register_method("naive_plus", extends="naiv")(lambda ctx: None)
+    with pytest.raises(ValueError, match="extends 'itself'"):
+        cl_binvae.register_method("itself", extends="itself")(lambda ctx: None)
+    assert "naive_plus" not in METHODS and "itself" not in METHODS
+
+
 def test_registering_a_name_twice_or_a_bad_name_is_refused(registry):
     with pytest.raises(ValueError, match="'naive' is registered already"):
         cl_binvae.register_method("naive")(lambda ctx: None)

@@ -112,8 +112,9 @@ def register_method(name: str, *, scenarios: tuple[str, ...] = SCENARIOS,
 
     The first line of the builder's docstring describes the method in ``--help``. Raises
     ``ValueError`` for a name taken already, a name that is not lower-case letters, digits
-    and underscores, an unknown scenario, a pinned field the settings do not have, or a
-    settings field whose flag another method declares with another type or choices;
+    and underscores, an unknown scenario, a pinned field the settings do not have, an
+    ``extends`` that names no method registered already, or a settings field whose flag
+    another method declares with another type or choices;
     ``TypeError`` for settings that cannot be flags.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -125,6 +126,11 @@ def register_method(name: str, *, scenarios: tuple[str, ...] = SCENARIOS,
     if unknown or not scenarios:
         raise ValueError(f"method {name!r}: scenarios must be some of {SCENARIOS}, "
                          f"got {scenarios}")
+    # Checked here, not when tables pair the two: a misspelt name would drop the pairing
+    # silently. The extended method comes first (the built-ins are registered on import).
+    if extends is not None and extends not in METHODS:
+        raise ValueError(f"method {name!r} extends {extends!r}, which is not a registered "
+                         f"method (registered: {', '.join(METHODS)})")
     flags = () if settings is None else flags_of(settings)
     missing = set(pinned) - {f.field for f in flags}
     if missing:
