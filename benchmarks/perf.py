@@ -12,7 +12,9 @@ the generative classifier's scoring; and how close both run to this machine's ma
 
 (d) the generative classifier's scoring: --scoring-images test images under one class's VAE
     (split-MNIST protocol, 784-85-85, z = 5) with --scoring-samples importance samples, in
-    images x samples (decoder passes) per second.
+    images x samples (decoder passes) per second;
+(e) the same on split-CIFAR-10 test images under its protocol's conv VAE (15-30-60 channels,
+    z = 100).
 
 One "iteration" is one solver step plus one generator step. Each is timed on the second
 experience of split-MNIST (replay on), after a short first experience; the cases take turns
@@ -22,7 +24,7 @@ cancels); the ratio of the medians is shown beside it. Targets are printed only 
 project holds itself to ((b) / (a) and the cost of r); against Avalanche's GenerativeReplay,
 at equal work both are bound by the same matrix multiplies, and the ratio is reported as it is.
 
-For (b) and (d) the achieved FLOP rate (the matrix multiplies' and convolutions' FLOPs, counted
+For (b), (d) and (e) the achieved FLOP rate (the matrix multiplies' and convolutions' FLOPs, counted
 by torch's FlopCounterMode, over the median time) is set against a plain float32 matrix
 multiply of the cases' dominant shape, timed in the same run. The cases are in
 ``perf_cases.py``.
@@ -57,6 +59,8 @@ OURS = "(b) ours, r = 0"
 AVALANCHE = "(c) Avalanche GenerativeReplay"
 AVALANCHE_AS_USED = "(c') ... classic SplitMNIST, defaults"
 SCORING = "(d) generative classifier scoring"
+SCORING_CONV = "(e) ... split-CIFAR-10, conv VAE"
+SCORINGS = (SCORING, SCORING_CONV)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         stream = case.split_mnist(args.data_root)
+        scored = {SCORING: stream, SCORING_CONV: case.split_cifar10(args.data_root)}
     except (ValueError, OSError) as err:
         return fail(PROG, err)
     n_c = args.avalanche_iterations or args.iterations
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     # Repeats interleave the cases, so slow drift in machine speed hits every case alike.
     samples: dict[str, list[float]] = {name: [] for name, *_ in cases}
-    samples[SCORING] = []
+    samples.update({name: [] for name in SCORINGS})
     lines = []
     decodes = args.scoring_images * args.scoring_samples
     for rep in range(args.repeats):
@@ -136,16 +141,19 @@ def main(argv: list[str] | None = None) -> int:
             samples[name].append(1000 * fn(stream, n, r, device) / n)
             lines.append(f"repeat {rep + 1}: {name:40} {samples[name][-1]:8.2f} ms/iteration")
             print(lines[-1], flush=True)
-        seconds = case.scoring(stream, args.scoring_images, args.scoring_samples, device)
-        samples[SCORING].append(decodes / seconds)
-        lines.append(f"repeat {rep + 1}: {SCORING:40} {samples[SCORING][-1]:8.0f} "
-                     "images x samples/s")
-        print(lines[-1], flush=True)
+        for name, scored_stream in scored.items():
+            seconds = case.scoring(scored_stream, args.scoring_images, args.scoring_samples,
+                                   device)
+            samples[name].append(decodes / seconds)
+            lines.append(f"repeat {rep + 1}: {name:40} {samples[name][-1]:8.0f} "
+                         "images x samples/s")
+            print(lines[-1], flush=True)
     # FLOPs per unit of work, counted apart (the counter slows what it counts), and the
     # reference multiplies of the cases' dominant shapes.
     rates = {OURS: (case.replay_flops(stream, 0.0, device), (256, 784, 400)),
-             SCORING: (case.scoring_flops(stream, device),
-                       (case.SCORE_BATCH * case.SAMPLE_CHUNK, 85, 784))}
+             **{name: (case.scoring_flops(scored_stream, device),
+                       case.scoring_reference(scored_stream, device))
+                for name, scored_stream in scored.items()}}
     reference = {name: case.matmul(*shape, device) for name, (_, shape) in rates.items()}
     table = summary(samples, device, args.r) + "\n\n" + flop_rates(samples, rates, reference)
     # Avalanche's default loggers bound stdout at import and print through any redirect:
@@ -173,13 +181,12 @@ def summary(samples: dict[str, list[float]], device: str, r: float) -> str:
     median of the per-repeat ratios, and the ratio of the medians. ``samples``: per repeat,
     ms/iteration by case name, and (d)'s images x samples per second."""
     ms = {name: statistics.median(values) for name, values in samples.items()
-          if name != SCORING}
+          if name not in SCORINGS}
     lines = ["summary (median of the repeats):"]
     lines += [f"{name:40} {value:8.2f} ms/iteration  {1000 / value:7.1f} it/s"
               for name, value in ms.items()]
-    if samples.get(SCORING):
-        lines.append(f"{SCORING:40} {statistics.median(samples[SCORING]):8.0f} images x "
-                     "samples/s")
+    lines += [f"{name:40} {statistics.median(samples[name]):8.0f} images x samples/s"
+              for name in SCORINGS if samples.get(name)]
     lines += ["", f"on {device}: ratio (median of the per-repeat ratios; ratio of the medians)"]
     for label, top, bottom, target in (("(b) / (a)", OURS, PLAIN, "target <= 1.5"),
                                        ("(c) / (b)", AVALANCHE, OURS, ""),
@@ -194,13 +201,13 @@ def summary(samples: dict[str, list[float]], device: str, r: float) -> str:
 
 def flop_rates(samples: dict[str, list[float]], rates: dict[str, tuple[float, tuple]],
                reference: dict[str, float]) -> str:
-    """The achieved FLOP rate of (b) and (d) against a plain multiply of their dominant
-    shape. ``rates``: FLOPs per iteration of (b) and per image x sample of (d), with that
+    """The achieved FLOP rate of (b), (d) and (e) against a plain multiply of their dominant
+    shape. ``rates``: FLOPs per iteration of (b) and per image x sample of (d) and (e), with that
     shape (m, k, n); ``reference``: the multiply's FLOPs per second."""
     lines = [("achieved FLOP rate (matrix multiplies and convolutions, median time) against a "
               "plain float32 multiply timed in the same run:")]
     for name, (work, (m, k, n)) in rates.items():
-        per_second = (work * 1000 / statistics.median(samples[name]) if name != SCORING
+        per_second = (work * 1000 / statistics.median(samples[name]) if name not in SCORINGS
                       else work * statistics.median(samples[name]))
         lines.append(f"{name:40} {per_second / 1e9:7.2f} GFLOP/s = "
                      f"{per_second / reference[name]:5.1%} of ({m}x{k}) @ ({k}x{n}) at "

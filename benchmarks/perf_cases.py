@@ -164,17 +164,30 @@ def avalanche_as_users_run_it(stream: Stream, iterations: int, r: float, device:
 
 
 def scoring(stream: Stream, images: int, samples: int, device: str) -> float:
-    """(d) Seconds to score ``images`` test images under one class's VAE of the generative
-    classifier's split-MNIST protocol with ``samples`` importance samples, in the
-    classifier's fixed layout."""
+    """(d), (e) Seconds to score ``images`` test images of ``stream`` under one class's VAE
+    of the generative classifier's protocol for that stream with ``samples`` importance
+    samples, in the classifier's fixed layout."""
     vae, x = _scoring_setup(stream, images, device)
     return _timed(lambda: _score(vae, x, samples), device)
 
 
 def scoring_flops(stream: Stream, device: str) -> float:
-    """Matrix-multiply FLOPs of case (d) per image and sample (counted on 50 x 128)."""
+    """Matrix-multiply and convolution FLOPs of ``scoring`` per image and sample (counted on
+    50 x 128)."""
     vae, x = _scoring_setup(stream, SCORE_BATCH, device)
     return flops(lambda: _score(vae, x, SAMPLE_CHUNK)) / (SCORE_BATCH * SAMPLE_CHUNK)
+
+
+def scoring_reference(stream: Stream, device: str) -> tuple[int, int, int]:
+    """The multiply (m, k, n) ``scoring`` is set against: its decoder's widest layer on one
+    chunk of draws (for the conv VAE, the first transposed convolution as a multiply)."""
+    decoded = SCORE_BATCH * SAMPLE_CHUNK
+    vae, _ = _scoring_setup(stream, 1, device)
+    if vae.config.arch == "conv":  # (pixels, in channels) @ (in, out channels x 4 x 4 taps)
+        channels = vae.config.channels
+        pixels = math.prod(side // 2 ** len(channels) for side in stream.input_shape[1:])
+        return decoded * pixels, channels[-1], channels[-2] * 16
+    return decoded, vae.config.hidden[-1], math.prod(stream.input_shape)
 
 
 def replay_flops(stream: Stream, r: float, device: str, iterations: int = 10) -> float:
@@ -206,7 +219,7 @@ def matmul(m: int, k: int, n: int, device: str, seconds: float = 1.0) -> float:
 
 def _scoring_setup(stream: Stream, images: int, device: str) -> tuple[BaseVAE, torch.Tensor]:
     torch.manual_seed(0)
-    vae = build_vae(stream.input_shape, classifier_protocol("paper", "split_mnist").vae)
+    vae = build_vae(stream.input_shape, classifier_protocol("paper", stream.config.name).vae)
     x, _, _ = dataset_tensors(stream.benchmark.test_stream[0].dataset, device)
     return vae.to(device).eval(), x[:images]
 
@@ -233,3 +246,8 @@ def _sync(device: str) -> None:
 def split_mnist(data_root: str | None) -> Stream:
     """The split-MNIST stream every case trains on."""
     return build_stream(StreamConfig("split_mnist"), data_root)
+
+
+def split_cifar10(data_root: str | None) -> Stream:
+    """The split-CIFAR-10 stream whose test images case (e) scores."""
+    return build_stream(StreamConfig("split_cifar10"), data_root)

@@ -48,15 +48,15 @@ def test_help_and_bad_flags_answer_before_torch_is_imported(script, bad):
 def test_perf_times_every_case_and_prints_the_ratios(cli, tmp_path):
     report = tmp_path / "perf.txt"
     done = cli("perf", "--iterations", "3", "--repeats", "1", "--threads", "1",
-               "--device", "cpu", "--out", str(report))
+               "--scoring-images", "10", "--device", "cpu", "--out", str(report))
     assert done.returncode == 0, done.stderr
     summary = done.stdout.split("summary (median of the repeats):")[1]
-    assert summary.count("ms/iteration") == 5 and "images x samples/s" in summary
+    assert summary.count("ms/iteration") == 5 and summary.count("images x samples/s") == 2
     for ratio in ("(b) / (a)", "(c) / (b)", "(c') / (b)", "(b, r=0.3) / (b, r=0)"):
         assert ratio in summary
     assert "target >= 10" not in summary  # no target the project does not hold
     rates = re.findall(r"GFLOP/s = +([\d.]+)% of \((\d+)x", summary)
-    assert [shape for _, shape in rates] == ["256", "6400"]
+    assert [shape for _, shape in rates] == ["256", "6400", "102400"]
     assert all(0 < float(share) for share, _ in rates)
     written = report.read_text()
     assert written.startswith("command: python benchmarks/perf.py --iterations 3 ")
