@@ -255,6 +255,11 @@ def test_settings_are_recorded_hashed_and_named():
     assert default.run_id != strong.run_id
     assert (default.method, strong.method) == ("ewc", "ewc ewc_lambda=1e9")
     assert strong.dir_name.startswith("split_mnist-class-ewc-ewc_lambda=1e9-s0-")
+    # A value is named in the shorter of its plain and exponent forms.
+    names = [RunConfig(strategy="ewc", settings=EWCSettings(ewc_lambda=value)).method
+             for value in (4e5, 100, 2.5, 5e-5)]
+    assert names == ["ewc ewc_lambda=4e5", "ewc ewc_lambda=100", "ewc ewc_lambda=2.5",
+                     "ewc ewc_lambda=5e-5"]
     assert RunConfig.from_dict(strong.to_dict()) == strong
     # An int given for a float is the same run as its float.
     assert RunConfig(strategy="ewc", settings=EWCSettings(ewc_lambda=100)).run_id == \

@@ -100,15 +100,17 @@ def check_types(config: Any, what: str = "setting") -> None:
 
 
 def shown(value: Any) -> str:
-    """A setting's value as names show it: floats short, exponents without '+' and leading
-    zeros (1e10, 5e-05 as 5e-5), so that a run directory's name reads as the value it ran."""
+    """A setting's value as names show it: a float in the shorter of its plain and exponent
+    forms (4e5, not 400000; 100 and 0.2 as they are), the exponent without '+' and leading
+    zeros (5e-05 as 5e-5), so that a run directory's name reads as the value it ran."""
     if not isinstance(value, float):
         return str(value)
-    text = f"{value:g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+    plain = f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    short = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    if "e" in plain or (float(short) == value and len(short) < len(plain)):
+        return short
+    return plain
 
 
 def changed_fields(settings: Any, base: type) -> str:
