@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     # reference multiplies of the cases' dominant shapes.
     rates = {OURS: (case.replay_flops(stream, 0.0, device), (256, 784, 400)),
              **{name: (case.scoring_flops(scored_stream, device),
-                       case.scoring_reference(scored_stream, device))
+                       case.scoring_reference(scored_stream))
                 for name, scored_stream in scored.items()}}
     reference = {name: case.matmul(*shape, device) for name, (_, shape) in rates.items()}
     table = summary(samples, device, args.r) + "\n\n" + flop_rates(samples, rates, reference)
@@ -179,7 +179,7 @@ def ours_at(r: float) -> str:
 def summary(samples: dict[str, list[float]], device: str, r: float) -> str:
     """Each case's median, then the ratios, with a target where the project holds one: the
     median of the per-repeat ratios, and the ratio of the medians. ``samples``: per repeat,
-    ms/iteration by case name, and (d)'s images x samples per second."""
+    ms/iteration by case name, and (d)'s and (e)'s images x samples per second."""
     ms = {name: statistics.median(values) for name, values in samples.items()
           if name not in SCORINGS}
     lines = ["summary (median of the repeats):"]

@@ -178,16 +178,15 @@ def scoring_flops(stream: Stream, device: str) -> float:
     return flops(lambda: _score(vae, x, SAMPLE_CHUNK)) / (SCORE_BATCH * SAMPLE_CHUNK)
 
 
-def scoring_reference(stream: Stream, device: str) -> tuple[int, int, int]:
+def scoring_reference(stream: Stream) -> tuple[int, int, int]:
     """The multiply (m, k, n) ``scoring`` is set against: its decoder's widest layer on one
     chunk of draws (for the conv VAE, the first transposed convolution as a multiply)."""
     decoded = SCORE_BATCH * SAMPLE_CHUNK
-    vae, _ = _scoring_setup(stream, 1, device)
-    if vae.config.arch == "conv":  # (pixels, in channels) @ (in, out channels x 4 x 4 taps)
-        channels = vae.config.channels
-        pixels = math.prod(side // 2 ** len(channels) for side in stream.input_shape[1:])
-        return decoded * pixels, channels[-1], channels[-2] * 16
-    return decoded, vae.config.hidden[-1], math.prod(stream.input_shape)
+    config = classifier_protocol("paper", stream.config.name).vae
+    if config.arch == "conv":  # (pixels, in channels) @ (in, out channels x 4 x 4 taps)
+        pixels = math.prod(side // 2 ** len(config.channels) for side in stream.input_shape[1:])
+        return decoded * pixels, config.channels[-1], config.channels[-2] * 16
+    return decoded, config.hidden[-1], math.prod(stream.input_shape)
 
 
 def replay_flops(stream: Stream, r: float, device: str, iterations: int = 10) -> float:

@@ -260,6 +260,8 @@ def test_settings_are_recorded_hashed_and_named():
              for value in (4e5, 100, 2.5, 5e-5)]
     assert names == ["ewc ewc_lambda=4e5", "ewc ewc_lambda=100", "ewc ewc_lambda=2.5",
                      "ewc ewc_lambda=5e-5"]
+    from cl_binvae.suite.settings import shown  # a user's settings may hold any float
+    assert (shown(float("inf")), shown(float("nan"))) == ("inf", "nan")
     assert RunConfig.from_dict(strong.to_dict()) == strong
     # An int given for a float is the same run as its float.
     assert RunConfig(strategy="ewc", settings=EWCSettings(ewc_lambda=100)).run_id == \

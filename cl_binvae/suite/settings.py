@@ -106,6 +106,8 @@ def shown(value: Any) -> str:
     if not isinstance(value, float):
         return str(value)
     plain = f"{value:g}"
+    if not math.isfinite(value):  # inf and nan have no exponent form
+        return plain
     mantissa, exponent = f"{value:e}".split("e")
     short = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
     if "e" in plain or (float(short) == value and len(short) < len(plain)):
