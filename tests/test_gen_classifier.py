@@ -70,6 +70,20 @@ def test_nested_sample_counts_are_the_first_draws_of_one_pass():
         check_samples(0)
 
 
+def test_decoding_in_slices_changes_memory_not_the_estimate(monkeypatch):
+    """A chunk's draws decoded a few at a time (to keep transient tensors small) give the
+    estimate that decoding them all at once gives: the same draws, the same numbers."""
+    from cl_binvae.model import likelihood
+
+    vae = build_vae((1, 28, 28), TINY_VAE)
+    x = torch.rand(5, 1, 28, 28)
+    monkeypatch.setattr(likelihood, "DECODE_ELEMENTS", 1 << 40)
+    whole = log_likelihood(vae, x, (3, 50), rng=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(likelihood, "DECODE_ELEMENTS", 2 * x.numel())  # two draws at a time
+    sliced = log_likelihood(vae, x, (3, 50), rng=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(sliced, whole)
+
+
 # -- the classifier ----------------------------------------------------------------------------
 def test_each_class_is_scored_once_and_unseen_classes_never_win(four_digits):
     s = stream(four_digits)
