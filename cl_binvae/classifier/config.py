@@ -42,6 +42,8 @@ class ClassifierConfig:
     @property
     def reported_samples(self) -> tuple[int, ...]:
         """The S at which accuracy is also reported: 1, 10, 100, ... below S, and S. One pass
-        gives them all (an estimate at S' < S uses the first S' draws)."""
+        gives them all: an estimate at S' < S uses each image's first S' draws, which past
+        the first image batch differ from those of a run with S = S' (the same
+        distribution)."""
         counts = [10**k for k in range(7) if 10**k < self.importance_samples]
         return (*counts, self.importance_samples)

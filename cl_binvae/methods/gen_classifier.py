@@ -16,7 +16,7 @@ prior are the run's (``--r``, ``--prior``). Its protocol is its own (no solver):
 The anchor scores MNIST with a unit-variance Gaussian on the sigmoid outputs though it trains
 with the Bernoulli likelihood; here every VAE is scored with the likelihood it was trained
 with. Each run's diagnostics.csv gives the accuracy at S = 1, 10, 100, ... below its S (the
-first S' of the same draws), and the new classes' VAEs' reconstruction, KL and active units.
+first S' of each image's draws), and the new classes' VAEs' reconstruction, KL and active units.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ estimate is biased low and tightens as S grows; computed in log space throughout
 Samples are drawn in chunks of at most ``max_decodes`` decoded images and folded into a
 running log-sum-exp, so memory does not grow with S; a chunk is decoded a slice at a time
 (``DECODE_ELEMENTS``), which leaves its draws, and the estimate, as they are. The estimates
-for several S come from one pass: the estimate at S is the one from the first S draws
-(``samples=(10, 100, 1000)``), as a run with S samples would draw them.
+for several S come from one pass (``samples=(10, 100, 1000)``): the estimate at S is the one
+from each image's first S draws. Later batches of images draw after the earlier ones, so
+past the first batch those are not the draws a pass with fewer samples would make: the same
+distribution, other numbers.
 """
 
 from __future__ import annotations
