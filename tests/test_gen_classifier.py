@@ -84,6 +84,19 @@ def test_decoding_in_slices_changes_memory_not_the_estimate(monkeypatch):
     torch.testing.assert_close(sliced, whole)
 
 
+def test_memory_chunks_change_memory_not_the_estimate():
+    """Draws taken two at a time (a tight memory bound) give the estimate that drawing them
+    all at once gives, up to the order of the log-sum-exp."""
+    vae = build_vae((1, 28, 28), TINY_VAE)
+    # 8 images: every chunk draws a multiple of 16 numbers, the CPU generator's block, so the
+    # noise does not depend on how the draws are split.
+    x = torch.rand(8, 1, 28, 28)
+    whole = log_likelihood(vae, x, (3, 50), rng=torch.Generator().manual_seed(4))
+    chunked = log_likelihood(vae, x, (3, 50), rng=torch.Generator().manual_seed(4),
+                             max_decodes=2 * len(x))
+    torch.testing.assert_close(chunked, whole)
+
+
 # -- the classifier ----------------------------------------------------------------------------
 def test_each_class_is_scored_once_and_unseen_classes_never_win(four_digits):
     s = stream(four_digits)

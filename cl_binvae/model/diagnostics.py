@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 
 import torch
 
-from cl_binvae.model.likelihood import MAX_DECODES, log_weights
+from cl_binvae.model.likelihood import estimate
 from cl_binvae.model.regularizer import binarized_kl
 from cl_binvae.model.vae import BaseVAE
 
@@ -86,7 +86,7 @@ def iw_log_likelihood(vae: BaseVAE, x: torch.Tensor, k: int = 100,
     if k < 1:
         raise ValueError(f"the number of importance samples k must be >= 1, got {k}")
     with vae.inference():
-        return torch.cat([_iw_bound(vae, xb, mu, logvar, k, rng)
+        return torch.cat([estimate(vae, xb, mu, logvar, k, rng)[0]
                           for xb, mu, logvar in _encoded(vae, x, batch_size)]).cpu()
 
 
@@ -105,7 +105,7 @@ def diagnose(vae: BaseVAE, x: torch.Tensor, k: int = 50, threshold: float = 0.01
             mus.append(mu)
             logvars.append(logvar)
             recons.append(_reconstruction(vae, xb, mu))
-            bounds.append(_iw_bound(vae, xb, mu, logvar, k, rng))
+            bounds.append(estimate(vae, xb, mu, logvar, k, rng)[0])
     mu, logvar = torch.cat(mus).cpu(), torch.cat(logvars).cpu()
     kl = _mean_kl(mu, logvar, vae.config.r)
     return {
@@ -172,15 +172,3 @@ def _count_active(mu: torch.Tensor, threshold: float) -> int:
 
 def _positive_share(mu: torch.Tensor) -> torch.Tensor:
     return (mu > 0).float().mean(0)
-
-
-def _iw_bound(vae: BaseVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
-              rng: torch.Generator | None) -> torch.Tensor:
-    """The k-sample bound for one batch, drawing the k samples in chunks of bounded memory
-    and reducing all k weights at once (``likelihood.estimate`` streams them instead)."""
-    chunk = max(1, MAX_DECODES // len(x))
-    weights = []
-    for start in range(0, k, chunk):
-        eps = torch.randn((min(chunk, k - start), *mu.shape), device=mu.device, generator=rng)
-        weights.append(log_weights(vae, x, mu, logvar, eps))
-    return torch.logsumexp(torch.cat(weights), 0) - math.log(k)
