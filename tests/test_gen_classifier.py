@@ -88,8 +88,9 @@ def test_memory_chunks_change_memory_not_the_estimate():
     """Draws taken two at a time (a tight memory bound) give the estimate that drawing them
     all at once gives, up to the order of the log-sum-exp."""
     vae = build_vae((1, 28, 28), TINY_VAE)
-    # 8 images: every chunk draws a multiple of 16 numbers, the CPU generator's block, so the
-    # noise does not depend on how the draws are split.
+    # 8 images x 3 latents: a chunk of two draws is 48 numbers, a multiple of the CPU
+    # generator's 16-number block, so splitting the draws there leaves the noise as it is
+    # (with 5 images the splits fall inside a block and the noise differs).
     x = torch.rand(8, 1, 28, 28)
     whole = log_likelihood(vae, x, (3, 50), rng=torch.Generator().manual_seed(4))
     chunked = log_likelihood(vae, x, (3, 50), rng=torch.Generator().manual_seed(4),
