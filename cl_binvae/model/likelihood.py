@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from cl_binvae.model.regularizer import LOG_2PI
 from cl_binvae.model.vae import BaseVAE
 
 #: Decoded images held at once by default: caps an estimate's memory at about this many
@@ -30,7 +31,6 @@ MAX_DECODES = 2_048
 #: glibc's mmap threshold (at most 32 MiB) are mapped afresh on every call and faulted in page
 #: by page; with two runs on two cores that took 45% of the conv VAE's scoring time.
 DECODE_ELEMENTS = 1 << 21
-_LOG_2PI = math.log(2 * math.pi)
 
 
 def log_weights(vae: BaseVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
@@ -40,7 +40,7 @@ def log_weights(vae: BaseVAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.T
     z = mu + (0.5 * logvar).exp() * eps
     outputs = vae.decode(z.flatten(0, 1)).view(*eps.shape[:2], *x.shape[1:])
     # log N(z; mu, sigma^2) written through eps, which avoids dividing by a tiny sigma.
-    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * _LOG_2PI).sum(-1)
+    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)
     return -vae.reconstruction_nll(x, outputs) + vae.prior.log_prob(z) - log_q
 
 

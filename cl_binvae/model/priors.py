@@ -39,12 +39,10 @@ import torch
 from torch import nn
 
 from cl_binvae.model.config import PriorConfig, check_radius
-from cl_binvae.model.regularizer import kl_r, mixture_log_prob, sample_mixture
+from cl_binvae.model.regularizer import LOG_2PI, kl_r, mixture_log_prob, sample_mixture
 
 __all__ = ["PRIORS", "CodesPrior", "FittedPrior", "LatentPrior", "MixturePrior", "PriorConfig",
            "StandardPrior", "build_prior"]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 class LatentPrior(nn.Module, abc.ABC):
@@ -169,7 +167,7 @@ class FittedPrior(LatentPrior):
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
         diff = z.unsqueeze(-2) - self.means  # (..., K, z)
-        per_dim = -0.5 * (diff.pow(2) * (-self.log_vars).exp() + self.log_vars + _LOG_2PI)
+        per_dim = -0.5 * (diff.pow(2) * (-self.log_vars).exp() + self.log_vars + LOG_2PI)
         return torch.logsumexp(self.log_weights + per_dim.sum(-1), dim=-1)
 
     def _check_fitted(self) -> None:
@@ -279,7 +277,7 @@ class CodesPrior(LatentPrior):
         if len(self.classes) == 0:
             raise ValueError("codes prior: no class observed yet; call observe(classes) first")
         diff = z.unsqueeze(-2) - self.r * self.codes  # (..., C, z)
-        per_class = (-0.5 * (diff.pow(2) + _LOG_2PI)).sum(-1)
+        per_class = (-0.5 * (diff.pow(2) + LOG_2PI)).sum(-1)
         return torch.logsumexp(per_class, dim=-1) - math.log(len(self.classes))
 
 

@@ -18,8 +18,11 @@ import torch
 
 from cl_binvae.model.config import check_radius
 
-__all__ = ["binarized_kl", "binarized_prior_log_prob", "check_radius", "kl_r", "mixture_log_prob",
+__all__ = ["LOG_2PI", "binarized_kl", "binarized_prior_log_prob", "check_radius", "kl_r", "mixture_log_prob",
            "sample_binarized_prior", "sample_mixture"]
+
+#: log(2 pi): a Gaussian log-density's constant, one per dimension.
+LOG_2PI = math.log(2 * math.pi)
 
 # Each public function checks r and hands it to its formula (kl_r, sample_mixture,
 # mixture_log_prob), which the priors call directly: a prior checks its r once, when it is
@@ -86,7 +89,7 @@ def binarized_prior_log_prob(z: torch.Tensor, r: float) -> torch.Tensor:
 
 def mixture_log_prob(z: torch.Tensor, r: float) -> torch.Tensor:
     """``binarized_prior_log_prob`` for an ``r`` that ``check_radius`` returned."""
-    log_norm = -0.5 * math.log(2 * math.pi)
+    log_norm = -0.5 * LOG_2PI
     if r == 0:
         return (log_norm - 0.5 * z.pow(2)).sum(-1)
     plus = -0.5 * (z - r).pow(2)

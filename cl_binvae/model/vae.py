@@ -27,6 +27,7 @@ from torch import nn
 
 from cl_binvae.model.config import VARIANTS, VAEConfig
 from cl_binvae.model.priors import build_prior
+from cl_binvae.model.regularizer import LOG_2PI
 
 __all__ = ["MLPVAE", "VARIANTS", "BaseVAE", "ConvVAE", "VAEConfig", "build_vae"]
 
@@ -85,7 +86,7 @@ class BaseVAE(nn.Module, abc.ABC):
         """
         draws = outputs.shape[:outputs.ndim - x.ndim]
         if self.config.likelihood == "gaussian":
-            nll = 0.5 * (outputs - x).pow(2) + 0.5 * math.log(2 * math.pi)
+            nll = 0.5 * (outputs - x).pow(2) + 0.5 * LOG_2PI
             return nll.flatten(len(draws) + 1).sum(-1)
         if not draws:
             nll = F.binary_cross_entropy_with_logits(outputs, x, reduction="none")
