@@ -18,7 +18,7 @@ from cl_binvae import (
 
 torch.manual_seed(0)
 benchmark = SplitMNIST(n_experiences=5, fixed_class_order=list(range(10)))
-vae = VAEConfig(hidden=(85, 85), z_dim=5)  # per digit: 784-85-85, z = 5, r = 0
+vae = VAEConfig(hidden=(85, 85), z_dim=5)  # per digit: 784-85-85, z = 5, r = 0, fitted prior
 config = ClassifierConfig(iterations=1000, batch_size=128, importance_samples=100,
                           input_mean=(0.1307,), input_std=(0.3081,))  # undo SplitMNIST's
 model = GenerativeClassifier((1, 28, 28), 10, vae, config)

@@ -139,6 +139,8 @@ def test_task_il_argmax_is_restricted_to_the_tasks_classes(four_digits):
     torch.testing.assert_close(task0[0], out[0])
     assert not torch.allclose(task0[1], out[1])
     assert min(evaluate(strategy, s.benchmark.test_stream)) > 0.8
+    with pytest.raises(ValueError, match="task labels"):  # both tasks' classes are 0 and 1
+        model(x, None)
 
 
 def test_a_checkpoint_between_experiences_gives_the_same_scores(four_digits, tmp_path):
@@ -155,6 +157,35 @@ def test_a_checkpoint_between_experiences_gives_the_same_scores(four_digits, tmp
     x = torch.cat([e.dataset.eval()[0][0].unsqueeze(0) for e in s.benchmark.test_stream])
     straight.model.eval(), resumed.model.eval()
     torch.testing.assert_close(resumed.model(x, None), straight.model(x, None))
+
+
+def test_a_checkpoint_keeps_the_scores_and_the_frozen_vaes(four_digits, tmp_path):
+    """A resumed classifier reads its classes' scores from the checkpoint instead of
+    computing them again; a checkpoint written before scores were kept still loads."""
+    s = stream(four_digits)
+    straight = classifier_strategy(s)
+    straight.train(s.benchmark.train_stream[0])
+    checkpoint.save(tmp_path / "trained.pt", "run", straight, checkpoint.Progress())
+    accuracies = evaluate(straight, s.benchmark.test_stream)
+    checkpoint.save(tmp_path / "evaluated.pt", "run", straight, checkpoint.Progress())
+    # The resume check compares trained state only: evaluation's scores are not part of it.
+    assert checkpoint.difference(checkpoint.read(tmp_path / "trained.pt", "run"),
+                                 straight) is None
+
+    resumed = classifier_strategy(s)
+    checkpoint.load(tmp_path / "evaluated.pt", "run", resumed, "cpu")
+    assert not any(p.requires_grad for p in resumed.model.parameters())
+    assert resumed.model.scorings == 2 * 2  # the straight run's: nothing computed here
+    assert evaluate(resumed, s.benchmark.test_stream) == accuracies
+    assert resumed.model.scorings == 2 * 2
+
+    snapshot = checkpoint.read(tmp_path / "evaluated.pt", "run")
+    del snapshot["model"]["_extra_state"]
+    older = classifier_strategy(s)
+    older.model.load_state_dict(snapshot["model"])
+    assert older.model.scorings == 0
+    assert evaluate(older, s.benchmark.test_stream) == accuracies
+    assert older.model.scorings == 2 * 2
 
 
 def test_domain_il_codes_and_bad_sample_counts_are_refused():
@@ -185,6 +216,28 @@ def test_the_method_runs_end_to_end_on_each_stream(tmp_path, cli, stream_name):
     diagnostics = (run / "diagnostics.csv").read_text().splitlines()
     assert diagnostics[0].startswith("experience,accuracy_S1,accuracy_S3,recon,kl")
     assert len(diagnostics) == 6 and (run / "samples_exp4.png").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_without_rescoring_to_the_same_numbers(tmp_path, cli,
+                                                                          interrupt_driver):
+    """The checkpoint holds the scores evaluation computed; the resume check (which only
+    trains) accepts it, and the resumed run ends where the straight one does."""
+    import json
+
+    args = ["--strategy", "gen_classifier", "--preset", "cpu", "--iterations", "10",
+            "--importance-samples", "3", "--threads", "1", "--no-progress"]
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    code, err = interrupt_driver(interrupted, "*/progress.pt", *args)
+    assert code == 130, err
+    resumed = cli("run", *args, "--out", str(interrupted))
+    assert resumed.returncode == 0 and "starting over" not in resumed.stderr, resumed.stderr
+    assert cli("run", *args, "--out", str(straight)).returncode == 0
+    [run], [other] = interrupted.iterdir(), straight.iterdir()
+    for name in ("accuracy_matrix.csv", "diagnostics.csv"):
+        assert (run / name).read_text() == (other / name).read_text()
+    assert json.loads((run / "metrics.json").read_text())["final_avg_accuracy"] == \
+        json.loads((other / "metrics.json").read_text())["final_avg_accuracy"]
 
 
 @pytest.mark.slow

@@ -4,12 +4,15 @@ A class's VAE is created when the class first appears in a training experience (
 grows like Avalanche's ``IncrementalClassifier``), trained on that class alone, and frozen
 after. The outputs for a minibatch are the importance-sampled log-likelihoods of its images
 under the VAEs of the classes seen so far (-inf for the others), so the argmax is Bayes'
-rule under a uniform class prior and Avalanche's accuracy metrics read them unchanged.
+rule under a uniform class prior and Avalanche's accuracy metrics read them unchanged. An
+image none of whose classes has a VAE yet (a task not learnt, in task-IL) scores -inf
+everywhere; the tie goes to the first output, a guess, as an untrained head's would be.
 
 A class's scores never change once its VAE is frozen: they are computed once per class and
 image batch and kept (``scorings`` counts the computations), each from a random stream seeded
 by the classifier's seed, the class and the batch's contents, so a restored classifier gives
-the very same scores.
+the very same scores. Checkpoints keep the scores too (the module's extra state), so a resumed
+run does not compute them again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
+from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX
 
 from cl_binvae.classifier.config import ClassifierConfig
 from cl_binvae.model.likelihood import log_likelihood
@@ -100,19 +104,20 @@ class GenerativeClassifier(MultiTaskModule):
         classes of its task in task-IL, every class seen so far otherwise. (N, n_outputs)."""
         return self.scores(x, task_labels, self.config.importance_samples)
 
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        """The scores of ``x`` under the classes of ``task_label``."""
-        return self.forward(x, task_label)
-
     def scores(self, x: torch.Tensor, task_labels: torch.Tensor | int | None,
                samples: int) -> torch.Tensor:
-        """``forward`` with ``samples`` importance samples, one of ``reported_samples``."""
+        """``forward`` with ``samples`` importance samples, one of ``reported_samples``.
+        ``ValueError`` without task labels when classes of two tasks share an output."""
         if samples not in self.config.reported_samples:
             raise ValueError(f"scores are kept for S in {self.config.reported_samples}, "
                              f"not {samples}")
         column = self.config.reported_samples.index(samples)
         out = torch.full((len(x), self.n_outputs), -math.inf, device=x.device)
         if task_labels is None:
+            labels = [label for _, label in self.classes]
+            if len(set(labels)) < len(labels):
+                raise ValueError("classes of different tasks share outputs: score them with "
+                                 "their task labels")
             tasks = torch.zeros(len(x), dtype=torch.long, device=x.device)
             rows_of = {task: tasks >= 0 for task in {t for t, _ in self.classes}}
         else:
@@ -142,13 +147,32 @@ class GenerativeClassifier(MultiTaskModule):
         return self._scores[cache_key]
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """The scores computed so far, so that a restored classifier need not recompute them."""
+        return {"scores": {key: value.cpu() for key, value in self._scores.items()},
+                "scorings": self.scorings}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_extra_state`` returned."""
+        self._scores = dict(state["scores"])
+        self.scorings = int(state["scorings"])
+
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
-                              *args: Any, **kwargs: Any) -> None:
-        # A restored classifier first grows the VAEs the state holds, in their order.
+                              local_metadata: dict[str, Any], strict: bool,
+                              missing_keys: list[str], *args: Any, **kwargs: Any) -> None:
+        # A restored classifier first grows the VAEs the state holds, in their order; they
+        # were frozen when saved (checkpoints fall between experiences).
         names = dict.fromkeys(key[len(prefix + "vaes."):].split(".", 1)[0]
                               for key in state_dict if key.startswith(prefix + "vaes."))
         self.add_classes([_key(name) for name in names])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        for name in names:
+            self.vaes[name].requires_grad_(False)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, *args, **kwargs)
+        # A checkpoint written before scores were kept: they are computed again.
+        extra = prefix + _EXTRA_STATE_KEY_SUFFIX
+        if extra not in state_dict and extra in missing_keys:
+            missing_keys.remove(extra)
 
 
 def _name(key: ClassKey) -> str:

@@ -26,11 +26,13 @@ from cl_binvae.training.tensor_strategy import TensorStrategy
 
 class GenerativeClassifierStrategy(TensorStrategy):
     """Trains ``model``'s class VAEs for ``model.config.iterations`` minibatches of
-    ``model.config.batch_size`` images per class, Adam at ``model.config.lr``."""
+    ``model.config.batch_size`` images per class, Adam at ``model.config.lr``. It evaluates
+    only between experiences (Avalanche's ``eval_every=-1``): scores are kept once computed, so
+    a class must not be scored before its training ends and its prior is fitted."""
 
     def __init__(self, *, model: GenerativeClassifier, device: str | torch.device = "cpu",
                  plugins: Sequence[BasePlugin] | None = None, evaluator: Any = default_evaluator,
-                 eval_mb_size: int = 1000, eval_every: int = -1) -> None:
+                 eval_mb_size: int = 1000) -> None:
         config = model.config
         # No class yet, so no parameter: Avalanche puts the model's parameters in before the
         # first experience, and each new class's as it arrives.
@@ -38,7 +40,7 @@ class GenerativeClassifierStrategy(TensorStrategy):
         super().__init__(model=model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(),
                          train_mb_size=config.batch_size, train_epochs=1,
                          eval_mb_size=eval_mb_size, device=device, plugins=plugins,
-                         evaluator=evaluator, eval_every=eval_every,
+                         evaluator=evaluator, eval_every=-1,
                          train_iterations=config.iterations)
         self.new_classes: list[tuple[int, int]] = []
         self._vae_loss: torch.Tensor | None = None
@@ -58,7 +60,8 @@ class GenerativeClassifierStrategy(TensorStrategy):
     def forward(self) -> torch.Tensor:
         """Evaluation: the model's scores. Training: each new class's VAE steps on its
         class's images; the outputs, for training metrics that read them, are one-pass
-        scores (the ELBO at the posterior mean) under the experience's new classes."""
+        scores under the experience's new classes: minus the training loss (reconstruction
+        plus KL_r) at the posterior mean, not the likelihood that evaluation estimates."""
         if not self.is_training:
             return super().forward()
         model: GenerativeClassifier = self.model

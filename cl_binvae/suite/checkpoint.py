@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX
 
 from cl_binvae.suite.atomic import atomic_path, check_free_space
 
@@ -117,10 +118,18 @@ def load(path: Path, run_id: str, strategy: Any, device: str) -> Progress:
 def difference(snapshot: dict[str, Any], strategy: Any) -> str | None:
     """Where ``strategy``'s model and plugin states differ from ``snapshot``'s (the first
     tensor or number, named by its keys), or None. Tensors agree to a relative 1e-3 of their
-    norm, so that a resume on other threads' rounding is not taken for another state."""
-    live = {"model": strategy.model.state_dict(),
+    norm, so that a resume on other threads' rounding is not taken for another state. A
+    module's extra state is left out: there it keeps what evaluation computed (the generative
+    classifier's scores), which a strategy that only trained does not have."""
+    live = {"model": _trained_state(strategy.model.state_dict()),
             "plugins": [p.state_dict() for p in stateful_plugins(strategy)]}
-    return _difference({"model": snapshot["model"], "plugins": snapshot["plugins"]}, live, "")
+    return _difference({"model": _trained_state(snapshot["model"]),
+                        "plugins": snapshot["plugins"]}, live, "")
+
+
+def _trained_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in state.items()
+            if not key.endswith(_EXTRA_STATE_KEY_SUFFIX)}
 
 
 def _difference(saved: Any, live: Any, where: str) -> str | None:
