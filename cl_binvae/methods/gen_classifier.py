@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from cl_binvae.suite.context import MethodContext
 
 _CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-#: Importance samples of the cpu preset (see results/pilots/gen_classifier/).
+#: Importance samples of the cpu preset: what a CPU scores in minutes (the README's accuracy
+#: against S and its Performance section give what the cut costs and what it saves).
 CPU_SAMPLES = {"split_mnist": 1000, "split_cifar10": 100}
 
 
@@ -128,8 +129,12 @@ def _samples(strategy: Any, n: int) -> Any:
 
     model = strategy.model
     per_class = max(1, n // max(1, len(model.classes)))
-    return torch.cat([model.to_images(model.vae(*key).sample(per_class))
-                      for key in model.classes])
+    images = []
+    for key in model.classes:
+        vae = model.vae(*key)
+        with vae.inference():  # a frozen VAE's batch-norm statistics must not move
+            images.append(model.to_images(vae.sample(per_class)))
+    return torch.cat(images)
 
 
 def _diagnose(strategy: Any, test_stream: Any, i: int) -> dict[str, float]:
@@ -144,13 +149,15 @@ def _diagnose(strategy: Any, test_stream: Any, i: int) -> dict[str, float]:
     model.eval()
     row: dict[str, float] = {"experience": i}
     parts = [dataset_tensors(e.dataset, strategy.device) for e in test_stream[:i + 1]]
+    # The evaluator's batches: scores are kept per batch, so these are the ones it computed.
+    size = strategy.eval_mb_size
     for samples in model.config.reported_samples:
         accuracies = []
         for x, y, *rest in parts:
             t = rest[-1] if rest else None
-            scores = torch.cat([model.scores(x[s:s + 1000], None if t is None else
-                                             t[s:s + 1000], samples)
-                                for s in range(0, len(x), 1000)])
+            scores = torch.cat([model.scores(x[s:s + size], None if t is None else
+                                             t[s:s + size], samples)
+                                for s in range(0, len(x), size)])
             accuracies.append(float((scores.argmax(1) == y).float().mean()))
         row[f"accuracy_S{samples}"] = sum(accuracies) / len(accuracies)
     stats = []
