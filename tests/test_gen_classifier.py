@@ -188,6 +188,22 @@ def test_a_checkpoint_keeps_the_scores_and_the_frozen_vaes(four_digits, tmp_path
     assert older.model.scorings == 2 * 2
 
 
+def test_a_class_too_small_for_its_fitted_prior_fails_before_training(four_digits, tmp_path):
+    import numpy as np
+
+    data = dict(np.load(four_digits))
+    ones = np.flatnonzero(data["y_train"] == 1)
+    keep = np.setdiff1d(np.arange(len(data["y_train"])), ones[1:])  # digit 1: one image
+    data["x_train"], data["y_train"] = data["x_train"][keep], data["y_train"][keep]
+    np.savez(tmp_path / "small.npz", **data)
+    s = stream(tmp_path / "small.npz")
+    strategy = classifier_strategy(s, prior="fitted")  # K = 2 components
+    with pytest.raises(ValueError, match="class 1 of task 0: fitted prior: 1 latents cannot "
+                                         "fit 2 components"):
+        strategy.train(s.benchmark.train_stream[0])
+    assert strategy.clock.train_exp_iterations == 0
+
+
 def test_domain_il_codes_and_bad_sample_counts_are_refused():
     from cl_binvae.methods.gen_classifier import ClassifierSettings
     from cl_binvae.suite.run_config import RunConfig

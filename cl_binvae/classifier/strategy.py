@@ -43,19 +43,28 @@ class GenerativeClassifierStrategy(TensorStrategy):
                          evaluator=evaluator, eval_every=-1,
                          train_iterations=config.iterations)
         self.new_classes: list[tuple[int, int]] = []
+        self._class_sizes: dict[tuple[int, int], int] = {}  # training images per new class
         self._vae_loss: torch.Tensor | None = None
 
     def make_train_dataloader(self, shuffle: bool = True, **kwargs: Any) -> None:
         x, y, *rest = dataset_tensors(self.adapted_dataset, self.device, eval_mode=False)
         t = rest[-1] if rest else torch.zeros_like(y)
-        self.dataloader = ClassBatches([x, y, t], labels=torch.stack([t, y], 1),
-                                       batch_size=self.train_mb_size,
+        labels = torch.stack([t, y], 1)
+        keys, counts = labels.unique(dim=0, return_counts=True)
+        self._class_sizes = dict(zip(map(tuple, keys.tolist()), counts.tolist(), strict=True))
+        self.dataloader = ClassBatches([x, y, t], labels=labels, batch_size=self.train_mb_size,
                                        iterations=self.train_iterations)
 
     def _before_training_exp(self, **kwargs: Any) -> None:
         known = set(self.model.classes)
         super()._before_training_exp(**kwargs)  # the model grows its new classes here
         self.new_classes = [key for key in self.model.classes if key not in known]
+        for task, label in self.new_classes:  # a prior fitted after training must fit
+            try:
+                self.model.vae(task, label).prior.check_fit_size(
+                    self._class_sizes[task, label])
+            except ValueError as err:
+                raise ValueError(f"class {label} of task {task}: {err}") from None
 
     def forward(self) -> torch.Tensor:
         """Evaluation: the model's scores. Training: each new class's VAE steps on its

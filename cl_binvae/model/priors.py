@@ -75,6 +75,10 @@ class LatentPrior(nn.Module, abc.ABC):
     def fit(self, z: torch.Tensor) -> None:
         """Fit to posterior samples ``z`` (N, z_dim) of the generator's training data."""
 
+    def check_fit_size(self, n: int) -> None:
+        """``ValueError`` if ``fit`` cannot use ``n`` latents: checked before a generator
+        trains on that many images, so that a run fails before it spends its iterations."""
+
     @property
     def needs_fit(self) -> bool:
         """Whether ``fit`` changes this prior (the plugin skips encoding data otherwise)."""
@@ -129,6 +133,11 @@ class FittedPrior(LatentPrior):
     def needs_fit(self) -> bool:
         return True
 
+    def check_fit_size(self, n: int) -> None:
+        if n < self.components:
+            raise ValueError(f"fitted prior: {n} latents cannot fit {self.components} "
+                             "components")
+
     def fit(self, z: torch.Tensor) -> None:
         """EM for a diagonal mixture (scikit-learn), seeded by ``seed`` and the fit count."""
         # Imported here: only this prior needs scikit-learn, and it is slow to import.
@@ -137,9 +146,7 @@ class FittedPrior(LatentPrior):
         data = z.detach().cpu().double().numpy()
         if data.ndim != 2 or data.shape[1] != self.z_dim:
             raise ValueError(f"fitted prior: latents must be (N, {self.z_dim}), got {data.shape}")
-        if len(data) < self.components:
-            raise ValueError(f"fitted prior: {len(data)} latents cannot fit "
-                             f"{self.components} components")
+        self.check_fit_size(len(data))
         if not np.isfinite(data).all():
             raise ValueError("fitted prior: the latents hold NaN or inf")
         gmm = GaussianMixture(self.components, covariance_type="diag", reg_covar=1e-4,
