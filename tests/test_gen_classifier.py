@@ -188,6 +188,22 @@ def test_a_checkpoint_keeps_the_scores_and_the_frozen_vaes(four_digits, tmp_path
     assert older.model.scorings == 2 * 2
 
 
+def test_diagnostics_reuse_the_evaluators_scores(four_digits):
+    """The diagnostics cut the test set as the evaluator does (here 50 images a batch), so
+    they score nothing again."""
+    from cl_binvae.methods.gen_classifier import _diagnose
+
+    s = stream(four_digits)
+    strategy = classifier_strategy(s)
+    strategy.eval_mb_size = 50
+    strategy.train(s.benchmark.train_stream[0])
+    accuracies = evaluate(strategy, s.benchmark.test_stream)
+    before = strategy.model.scorings
+    row = _diagnose(strategy, s.benchmark.test_stream, 0)
+    assert strategy.model.scorings == before
+    assert row["accuracy_S20"] == pytest.approx(accuracies[0])
+
+
 def test_a_class_too_small_for_its_fitted_prior_fails_before_training(four_digits, tmp_path):
     import numpy as np
 
@@ -235,8 +251,8 @@ def test_the_method_runs_end_to_end_on_each_stream(tmp_path, cli, stream_name):
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumes_without_rescoring_to_the_same_numbers(tmp_path, cli,
-                                                                          interrupt_driver):
+def test_an_interrupted_run_passes_the_resume_check_to_the_same_numbers(tmp_path, cli,
+                                                                        interrupt_driver):
     """The checkpoint holds the scores evaluation computed; the resume check (which only
     trains) accepts it, and the resumed run ends where the straight one does."""
     import json
