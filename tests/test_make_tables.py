@@ -48,12 +48,13 @@ def write_run(
     experience but the last at ``final + forgetting``, the last at ``final`` (so forgetting
     is ``forgetting`` and BWT its negative), metrics computed from that matrix."""
     method = get_method(strategy)
-    replays = method.replays
     common = {key: settings.pop(key) for key in ("preset", "stream") if key in settings}
     settings.setdefault("prior", "mixture")  # the prior of the runs these tables model
+    if method.replays:
+        settings["distill"] = distill
     run = RunConfig(strategy=strategy, seed=seed, scenario=scenario, iterations=iterations,
-                    settings=type(method.settings)(r=r, distill=distill, **settings)
-                    if replays else None, **common)
+                    settings=type(method.settings)(r=r, **settings)
+                    if method.replays or method.takes_r else None, **common)
     directory = RunDirectory(root / f"{name}-{run.run_id}")
     directory.path.mkdir(parents=True)
     protocol = json.loads(json.dumps(run.describe()["protocol"]))
@@ -63,7 +64,7 @@ def write_run(
     matrix = np.full((1 if joint else T, T), final + (forgetting or 0.0))
     matrix[-1] = final
     diagnostics = [{"experience": i, "recon": 100.0} for i in range(len(matrix))] \
-        if replays else []
+        if method.diagnosed else []
     # The matrix's own numbers; the final accuracy as given, which the mean of its last row
     # matches to rounding, so that the means worked out by hand below are exact.
     summary = summarize_matrix(matrix, np.zeros(T)) | {"final_avg_accuracy": final}
@@ -325,6 +326,26 @@ def test_paired_differences_against_the_twin_and_plain_dgr(tmp_path: Path) -> No
         pytest.approx(0.34 / 3, abs=1e-6)  # 0.09 + 0.11 + 0.14
     markdown = (tmp_path / "out" / "table_split_mnist_class_paper.md").read_text()
     assert "### Paired differences" in markdown and "+3.33 [" in markdown
+
+
+def test_paired_differences_of_an_r0_row_under_another_prior_against_n01(
+        tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, (plain, fitted, binarized) in enumerate([(0.50, 0.52, 0.53), (0.50, 0.51, 0.50)]):
+        write_run(runs, f"plain{seed}", "gen_classifier", seed, plain)
+        write_run(runs, f"fitted{seed}", "gen_classifier", seed, fitted, prior="fitted")
+        write_run(runs, f"bin{seed}", "gen_classifier", seed, binarized, r=1.0, prior="fitted")
+    status, stderr = run_main("--runs", str(runs), "--out", str(tmp_path / "out"),
+                              "--no-figures")
+    assert status == 0, stderr
+    paired = pd.read_csv(tmp_path / "out" / "paired_split_mnist_class_paper.csv")
+    rows = {(r["method"], r["baseline"]): r["diff_mean"] for r in paired.to_dict("records")}
+    # The plain r = 0 row is nobody's twin but the others'; never compared with itself.
+    assert rows == pytest.approx({
+        ("gen_classifier r=0 prior=fitted20", "gen_classifier r=0"): 0.015,
+        ("gen_classifier r=1 prior=fitted20", "gen_classifier r=0 prior=fitted20"): 0.0,
+        ("gen_classifier r=1 prior=fitted20", "gen_classifier r=0"): 0.015,
+    })
 
 
 def test_a_group_without_pairs_or_generators_now_loses_their_old_files(tmp_path: Path) -> None:

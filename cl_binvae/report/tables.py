@@ -249,9 +249,10 @@ def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
-    """Each binarized configuration (a method that takes r, at r > 0) against its r = 0 twin
-    (``r_baseline``, e.g. dgr) under the same settings and against the plain twin (default
-    prior and replay settings), and each method that ``extends`` another against it under
+    """Each configuration of a method that takes r against its r = 0 twin (``r_baseline``,
+    e.g. dgr) under the same settings and against the plain twin (default prior and replay
+    settings), where either is another configuration (so an r = 0 row under the fitted prior
+    is compared with N(0, I)), and each method that ``extends`` another against it under
     their shared settings: final accuracy differences paired by seed, with their mean,
     sample sd and 95% t-interval. Runs of one group; rows in table order."""
     from scipy import stats
@@ -261,7 +262,7 @@ def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
     for method, members in by_method(runs).items():
         config = members[0].config
         twins = [config.extended_twin]
-        if config.method_record.takes_r and config.r != 0:
+        if config.method_record.takes_r:
             twins = [config.r_zero_twin, config.plain_twin, *twins]
         baselines = []
         for twin in twins:
@@ -270,6 +271,8 @@ def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
             except ValueError:  # no such twin, or it cannot take these settings
                 continue
         for baseline in dict.fromkeys(baselines):
+            if baseline == method:  # a plain r = 0 row is its own twin
+                continue
             seeds = [run.seed for run in members if (baseline, run.seed) in finals]
             diffs = np.array([finals[method, s] - finals[baseline, s] for s in seeds])
             if len(diffs) == 0:
