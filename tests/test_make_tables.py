@@ -340,7 +340,7 @@ def test_paired_differences_of_an_r0_row_under_another_prior_against_n01(
     assert status == 0, stderr
     paired = pd.read_csv(tmp_path / "out" / "paired_split_mnist_class_paper.csv")
     rows = {(r["method"], r["baseline"]): r["diff_mean"] for r in paired.to_dict("records")}
-    # The plain r = 0 row is nobody's twin but the others'; never compared with itself.
+    # The plain r = 0 row is a baseline only: never paired with itself.
     assert rows == pytest.approx({
         ("gen_classifier r=0 prior=fitted20", "gen_classifier r=0"): 0.015,
         ("gen_classifier r=1 prior=fitted20", "gen_classifier r=0 prior=fitted20"): 0.0,
