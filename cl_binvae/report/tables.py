@@ -249,12 +249,13 @@ def runs_index(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def paired_differences(runs: Sequence[Run]) -> pd.DataFrame:
-    """Each configuration of a method that takes r against its r = 0 twin (``r_baseline``,
-    e.g. dgr) under the same settings and against the plain twin (default prior and replay
-    settings), where either is another configuration (so an r = 0 row under the fitted prior
-    is compared with N(0, I)), and each method that ``extends`` another against it under
-    their shared settings: final accuracy differences paired by seed, with their mean,
-    sample sd and 95% t-interval. Runs of one group; rows in table order."""
+    """Each configuration of a method that takes r, at any r, against its r = 0 twin
+    (``r_baseline``, e.g. dgr) under the same settings and against its plain twin (r = 0,
+    default prior and replay settings), unless the twin is that configuration itself: so a
+    binarized row meets r = 0, and an r = 0 row under the fitted prior meets N(0, I). Also
+    each method that ``extends`` another against it under their shared settings. Final
+    accuracy differences paired by seed, with their mean, sample sd and 95% t-interval. Runs
+    of one group; rows in table order."""
     from scipy import stats
 
     finals = {(run.method, run.seed): run.metrics.final_avg_accuracy for run in runs}
